@@ -1,0 +1,1 @@
+"""Plain-Python models for nextbest: training, evaluation and recommendations (no Dagster)."""

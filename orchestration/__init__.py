@@ -1,0 +1,1 @@
+"""Dagster orchestration for nextbest: assets by stage, resources, sensors and schedules."""

@@ -1,0 +1,60 @@
+"""The `nextbest` command line."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.cli import app as sandbox_app
+
+app = typer.Typer(
+    help="nextbest: next best actions for SaaS onboarding, from Intercom and Stripe.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print every setting, its environment variable, default and current value."""
+    from orchestration.settings import get_settings, settings_table
+
+    current = get_settings()
+    table = Table(title="nextbest settings")
+    for column in ("variable", "default", "current", "meaning"):
+        table.add_column(column)
+    secret = {"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"}
+    values = current.model_dump(by_alias=True)
+    for variable, default, meaning in settings_table():
+        value = values.get(variable)
+        shown = "(set)" if variable in secret and value else ("" if value is None else str(value))
+        table.add_row(variable, default, shown, meaning)
+    console.print(table)
+
+
+@app.command("init")
+def init_home() -> None:
+    """Create the home folder and the Dagster instance in it."""
+    from orchestration.settings import get_settings
+
+    settings = get_settings()
+    settings.prepare_home()
+    console.print(f"home: {settings.home.resolve()}")
+    console.print(f"warehouse: {settings.warehouse}")
+    console.print(f"DAGSTER_HOME: {settings.dagster_home_dir}")
+    console.print(f"MLflow: {settings.tracking_uri}")
+
+
+@app.command("demo")
+def demo() -> None:
+    """Materialize the whole asset graph on the embedded default and print a summary."""
+    from orchestration.demo import run_demo
+
+    raise typer.Exit(run_demo(console))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m orchestration.cli`
+    app()

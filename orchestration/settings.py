@@ -1,0 +1,165 @@
+"""Settings of nextbest, read from environment variables when asked for, never at import.
+
+Every setting has one environment variable; `nextbest settings` prints the table that the
+README documents. Local state lives under one home folder, `NEXTBEST_HOME`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout: the folder holding `dbt_project.yml`."""
+
+INTERCOM_REGION_HOSTS = {
+    "us": "https://api.intercom.io",
+    "eu": "https://api.eu.intercom.io",
+    "au": "https://api.au.intercom.io",
+}
+
+
+class Settings(BaseSettings):
+    """All settings of nextbest; each field is read from the variable in its alias."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".nextbest",
+        alias="NEXTBEST_HOME",
+        description="Folder for all local state: warehouse, Dagster, MLflow, dataset cache.",
+    )
+    warehouse_path: Path | None = Field(
+        default=None,
+        alias="NEXTBEST_WAREHOUSE",
+        description="DuckDB warehouse file. Default: $NEXTBEST_HOME/warehouse.duckdb.",
+    )
+    dagster_home: Path | None = Field(
+        default=None,
+        alias="DAGSTER_HOME",
+        description="Dagster instance folder. Default: $NEXTBEST_HOME/dagster (SQLite storage).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking store. Default: SQLite at $NEXTBEST_HOME/mlflow/mlflow.db.",
+    )
+    dataset: str = Field(
+        default="simple_shop",
+        alias="NEXTBEST_DATASET",
+        description="Sandbox dataset when no credentials are set.",
+    )
+    sandbox_port: int = Field(
+        default=8765, alias="NEXTBEST_SANDBOX_PORT", description="Port of the local sandbox."
+    )
+    intercom_access_token: str | None = Field(
+        default=None,
+        alias="INTERCOM_ACCESS_TOKEN",
+        description="Intercom access token. Unset: the sandbox is used.",
+        repr=False,
+    )
+    intercom_region: Literal["us", "eu", "au"] = Field(
+        default="us", alias="INTERCOM_REGION", description="Intercom data region: us, eu or au."
+    )
+    intercom_base_url: str | None = Field(
+        default=None,
+        alias="INTERCOM_BASE_URL",
+        description="Overrides the region's Intercom host (the sandbox sets this).",
+    )
+    stripe_api_key: str | None = Field(
+        default=None,
+        alias="STRIPE_API_KEY",
+        description="Stripe secret or restricted key. Unset: the sandbox is used.",
+        repr=False,
+    )
+    stripe_base_url: str | None = Field(
+        default=None,
+        alias="STRIPE_BASE_URL",
+        description="Overrides Stripe's API host (the sandbox sets this).",
+    )
+    conversion_window_days: int = Field(
+        default=7,
+        alias="NEXTBEST_CONVERSION_WINDOW_DAYS",
+        ge=1,
+        description="Days after sign-up within which a first payment counts as converting.",
+    )
+    session_gap_minutes: int = Field(
+        default=30,
+        alias="NEXTBEST_SESSION_GAP_MINUTES",
+        ge=1,
+        description="Inactivity that ends a session.",
+    )
+
+    @cached_property
+    def warehouse(self) -> Path:
+        """Path of the DuckDB warehouse file."""
+        return (self.warehouse_path or self.home / "warehouse.duckdb").resolve()
+
+    @cached_property
+    def dagster_home_dir(self) -> Path:
+        """Folder of the Dagster instance."""
+        return (self.dagster_home or self.home / "dagster").resolve()
+
+    @cached_property
+    def mlflow_dir(self) -> Path:
+        """Folder of the local MLflow store and its artifacts."""
+        return (self.home / "mlflow").resolve()
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the variable if set, else a SQLite store under the home."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        """Folder where downloaded datasets are cached."""
+        return (self.home / "datasets").resolve()
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """True when no Intercom credentials are set, so the local sandbox stands in."""
+        return not self.intercom_access_token
+
+    @property
+    def intercom_url(self) -> str:
+        """Base URL of the Intercom API to talk to."""
+        return self.intercom_base_url or INTERCOM_REGION_HOSTS[self.intercom_region]
+
+    def prepare_home(self) -> None:
+        """Create the home folder and export the variables the tools read.
+
+        Dagster, dbt and MLflow read their own variables; exporting them here makes the
+        child processes (dbt, `dagster dev`) agree with this process on every path.
+        """
+        for folder in (self.home, self.dagster_home_dir, self.mlflow_dir, self.cache_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.warehouse.parent.mkdir(parents=True, exist_ok=True)
+        instance_yaml = self.dagster_home_dir / "dagster.yaml"
+        if not instance_yaml.exists():
+            # SQLite storage is Dagster's default; the file only turns telemetry off.
+            instance_yaml.write_text("telemetry:\n  enabled: false\n")
+        os.environ["NEXTBEST_HOME"] = str(self.home.resolve())
+        os.environ["NEXTBEST_WAREHOUSE"] = str(self.warehouse)
+        os.environ["DAGSTER_HOME"] = str(self.dagster_home_dir)
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now."""
+    return Settings()
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """Rows of (variable, default, description) for every setting, for docs and the CLI."""
+    rows = []
+    for field in Settings.model_fields.values():
+        default = field.default
+        if isinstance(default, Path):
+            default = "<checkout>/.nextbest" if default == PROJECT_ROOT / ".nextbest" else default
+        rows.append((field.alias or "", "" if default is None else str(default), field.description))
+    return rows

@@ -1,0 +1,145 @@
+"""The ground every stage stands on: settings, the Dagster entry point, dbt and the bench."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def test_every_local_path_lives_under_the_home_folder(nextbest_home: Path) -> None:
+    from orchestration.settings import get_settings
+
+    settings = get_settings()
+    assert settings.warehouse == (nextbest_home / "warehouse.duckdb").resolve()
+    assert settings.dagster_home_dir == (nextbest_home / "dagster").resolve()
+    assert settings.tracking_uri == f"sqlite:///{(nextbest_home / 'mlflow' / 'mlflow.db')}"
+    assert settings.cache_dir == (nextbest_home / "datasets").resolve()
+    assert settings.uses_sandbox
+
+
+def test_a_variable_overrides_its_default(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv("NEXTBEST_WAREHOUSE", str(nextbest_home / "elsewhere.duckdb"))
+    monkeypatch.setenv("INTERCOM_REGION", "eu")
+    monkeypatch.setenv("INTERCOM_ACCESS_TOKEN", "tok")
+    monkeypatch.setenv("NEXTBEST_CONVERSION_WINDOW_DAYS", "14")
+    settings = get_settings()
+    assert settings.warehouse.name == "elsewhere.duckdb"
+    assert settings.intercom_url == "https://api.eu.intercom.io"
+    assert settings.conversion_window_days == 14
+    assert not settings.uses_sandbox
+
+
+def test_the_home_variable_is_not_mistaken_for_the_users_home(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+
+    monkeypatch.delenv("NEXTBEST_HOME")
+    monkeypatch.setenv("HOME", "/nonexistent-user-home")
+    assert get_settings().home == ROOT / ".nextbest"
+
+
+def test_a_bad_setting_names_the_variable(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv("NEXTBEST_CONVERSION_WINDOW_DAYS", "seven")
+    with pytest.raises(ValidationError, match="NEXTBEST_CONVERSION_WINDOW_DAYS"):
+        get_settings()
+
+
+def test_importing_the_definitions_reads_no_environment() -> None:
+    # A setting that cannot be parsed fails whoever reads it; import must still succeed.
+    env = os.environ | {"NEXTBEST_CONVERSION_WINDOW_DAYS": "seven", "INTERCOM_REGION": "mars"}
+    code = "import orchestration.definitions, orchestration.cli, sandbox.cli; print('imported')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported" in done.stdout
+
+
+def test_prepare_home_creates_the_dagster_instance_and_exports_paths(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+
+    for variable in ("NEXTBEST_WAREHOUSE", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    get_settings().prepare_home()
+    assert (nextbest_home / "dagster" / "dagster.yaml").is_file()
+    assert os.environ["DAGSTER_HOME"] == str((nextbest_home / "dagster").resolve())
+    assert os.environ["NEXTBEST_WAREHOUSE"].endswith("home/warehouse.duckdb")
+
+
+def test_dagster_validates_the_workspace(nextbest_home: Path) -> None:
+    env = os.environ | {"DAGSTER_HOME": str(nextbest_home)}
+    nextbest_home.mkdir(parents=True)
+    done = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All code locations passed validation" in done.stdout + done.stderr
+
+
+def test_dbt_parses_with_the_projects_profile(tmp_path: Path) -> None:
+    env = os.environ | {
+        "NEXTBEST_WAREHOUSE": str(tmp_path / "w.duckdb"),
+        "DBT_TARGET_PATH": str(tmp_path / "target"),
+    }
+    done = subprocess.run(
+        [str(BIN / "dbt"), "parse", "--profiles-dir", "."],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    assert manifest["metadata"]["project_name"] == "nextbest"
+
+
+def test_the_bench_harness_writes_ratios_against_the_peer(tmp_path: Path) -> None:
+    from bench.harness import Figure, run
+
+    fig = Figure("x seconds", "s", 2.0, "peer", 8.0)
+    assert fig.ratio == 0.25
+    assert fig.advantage == 4.0
+    higher = Figure("rate", "1/s", 2.0, "peer", 8.0, better="higher")
+    assert higher.advantage == 0.25
+    out = tmp_path / "bench.json"
+    records = run(["event_log_load"], out)
+    written = json.loads(out.read_text())
+    assert written["figures"] == json.loads(json.dumps(records))
+    first = written["figures"][0]
+    assert first["machine_cores"] == os.cpu_count()
+    assert first["ratio"] == pytest.approx(first["value"] / first["peer_value"])
+    # 30,943 events is the documented size of the log (sandbox/datasets/.../README.md).
+    assert first["note"] == "30,943 events"
+
+
+def test_the_bench_harness_rejects_an_unknown_name(tmp_path: Path) -> None:
+    from bench.harness import run
+
+    with pytest.raises(KeyError, match="no_such_benchmark"):
+        run(["no_such_benchmark"], tmp_path / "x.json")
