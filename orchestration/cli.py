@@ -20,14 +20,15 @@ console = Console()
 @app.command("settings")
 def show_settings() -> None:
     """Print every setting, its environment variable, default and current value."""
-    from orchestration.settings import get_settings, settings_table
+    from orchestration.settings import settings_classes, settings_table
 
-    current = get_settings()
     table = Table(title="nextbest settings")
     for column in ("variable", "default", "current", "meaning"):
         table.add_column(column)
     secret = {"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"}
-    values = current.model_dump(by_alias=True)
+    values: dict[str, object] = {}
+    for cls in settings_classes():
+        values |= cls().model_dump(by_alias=True)
     for variable, default, meaning in settings_table():
         value = values.get(variable)
         shown = "(set)" if variable in secret and value else ("" if value is None else str(value))

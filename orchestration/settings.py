@@ -154,10 +154,27 @@ def get_settings() -> Settings:
     return Settings()
 
 
+# Every settings class of the project, as "module:Class". Stages keep their own classes beside
+# their code; this list is how the CLI and the README find them all.
+SETTINGS_CLASSES = ["orchestration.settings:Settings"]
+
+
+def settings_classes() -> list[type[BaseSettings]]:
+    """Import and return every settings class named in `SETTINGS_CLASSES`."""
+    import importlib
+
+    classes = []
+    for spec in SETTINGS_CLASSES:
+        module, _, name = spec.partition(":")
+        classes.append(getattr(importlib.import_module(module), name))
+    return classes
+
+
 def settings_table() -> list[tuple[str, str, str]]:
     """Rows of (variable, default, description) for every setting, for docs and the CLI."""
     rows = []
-    for field in Settings.model_fields.values():
+    fields = [f for cls in settings_classes() for f in cls.model_fields.values()]
+    for field in fields:
         default = field.default
         if isinstance(default, Path):
             default = "<checkout>/.nextbest" if default == PROJECT_ROOT / ".nextbest" else default

@@ -1,0 +1,118 @@
+"""The DuckDB warehouse: connections and the raw layer's tables.
+
+The raw layer keeps every object exactly as the API gave it (`payload`, the whole JSON) beside
+the few columns loads and incremental reads need. dbt's staging models read `payload`; nothing
+else parses it. See docs/warehouse.md for the contract between the stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+RAW_SCHEMA = "raw"
+
+# One table per stream. Every object table has the same shape, so one upsert serves them all.
+OBJECT_TABLES = (
+    "intercom_contacts",
+    "intercom_companies",
+    "stripe_customers",
+    "stripe_subscriptions",
+    "stripe_invoices",
+    "stripe_charges",
+    "stripe_refunds",
+)
+
+_OBJECT_COLUMNS = """
+    id varchar primary key,
+    updated_at bigint,
+    payload json not null,
+    is_deleted boolean not null default false,
+    deleted_reason varchar,
+    sync_id varchar not null,
+    loaded_at timestamptz not null
+"""
+
+RAW_DDL = [f"create schema if not exists {RAW_SCHEMA}"]
+RAW_DDL += [
+    f"create table if not exists {RAW_SCHEMA}.{table} ({_OBJECT_COLUMNS})" for table in OBJECT_TABLES
+]
+RAW_DDL += [
+    f"""create table if not exists {RAW_SCHEMA}.intercom_contact_companies (
+        contact_id varchar not null,
+        company_id varchar not null,
+        payload json,
+        sync_id varchar not null,
+        loaded_at timestamptz not null,
+        primary key (contact_id, company_id)
+    )""",
+    # `id` is a stable key of (contact, event name, created_at): Intercom itself drops
+    # duplicates of that triple, and exported events carry no Intercom id.
+    f"""create table if not exists {RAW_SCHEMA}.intercom_events (
+        id varchar primary key,
+        intercom_event_id varchar,
+        contact_id varchar,
+        external_id varchar,
+        email varchar,
+        event_name varchar not null,
+        created_at bigint not null,
+        payload json not null,
+        source varchar not null,
+        sync_id varchar not null,
+        loaded_at timestamptz not null
+    )""",
+    # From when each contact's event history is complete (Unix seconds): events before it
+    # may be missing, so the models must not treat the journey as fully known.
+    f"""create table if not exists {RAW_SCHEMA}.intercom_event_coverage (
+        contact_id varchar primary key,
+        external_id varchar,
+        complete_from bigint not null,
+        last_read_at bigint,
+        contact_updated_at bigint,
+        sync_id varchar not null,
+        loaded_at timestamptz not null
+    )""",
+    f"""create table if not exists {RAW_SCHEMA}.quarantine (
+        stream varchar not null,
+        record_key varchar,
+        reason varchar not null,
+        payload varchar,
+        sync_id varchar not null,
+        loaded_at timestamptz not null
+    )""",
+    f"""create table if not exists {RAW_SCHEMA}.sync_state (
+        stream varchar primary key,
+        cursor varchar,
+        sync_id varchar not null,
+        committed_at timestamptz not null
+    )""",
+]
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, creating its folder when missing."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw layer's schema and tables when missing; existing tables are kept."""
+    for statement in RAW_DDL:
+        con.execute(statement)
+
+
+@contextmanager
+def warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse with the raw layer in place, closed on exit."""
+    con = connect(path, read_only=read_only)
+    try:
+        if not read_only:
+            ensure_raw_tables(con)
+        yield con
+    finally:
+        con.close()
