@@ -57,5 +57,39 @@ def demo() -> None:
     raise typer.Exit(run_demo(console))
 
 
+@app.command("user")
+def user(
+    ident: str = typer.Argument(help="App user id, Intercom external id or Intercom contact id."),
+    goal: str = typer.Option(None, help="Goal whose recommendation to show; default the primary."),
+) -> None:
+    """One user's story: profile, journey, completed actions, score and recommendations."""
+    from orchestration.settings import get_settings
+    from orchestration.user_story import UnknownUserError, load_story, render_story
+    from orchestration.warehouse import connect
+
+    settings = get_settings()
+    if not settings.warehouse.exists():
+        console.print(f"[red]no warehouse at {settings.warehouse}[/red]: run `make demo` first")
+        raise typer.Exit(1)
+    with connect(settings.warehouse, read_only=True) as con:
+        try:
+            story = load_story(con, ident, goal)
+        except (UnknownUserError, RuntimeError) as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    render_story(story, console)
+
+
+@app.command("ui")
+def ui(
+    dagster_port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    mlflow_port: int = typer.Option(5000, help="Port of the MLflow UI."),
+) -> None:
+    """Start the sandbox, the Dagster UI and the MLflow UI; Ctrl-C stops all three."""
+    from orchestration.ui import run_ui
+
+    raise typer.Exit(run_ui(console, dagster_port, mlflow_port))
+
+
 if __name__ == "__main__":  # pragma: no cover - `python -m orchestration.cli`
     app()

@@ -1,0 +1,144 @@
+"""`nextbest user ID`: one user's story, read from the warehouse, for a growth team."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+
+
+class UnknownUserError(LookupError):
+    """No user matches the given id."""
+
+
+@dataclass(frozen=True)
+class UserStory:
+    """What the warehouse knows of one user."""
+
+    profile: dict
+    sessions: list[dict]
+    journey: list[dict]
+    completed_actions: list[str]
+    label: dict | None
+    recommendation: dict | None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
+    cursor = con.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def load_story(con: duckdb.DuckDBPyConnection, ident: str, goal: str | None = None) -> UserStory:
+    """Find a user by app user id, external id or Intercom contact id and read their story.
+
+    Raises:
+        UnknownUserError: No user has that id.
+        RuntimeError: The warehouse has not been built yet.
+    """
+    if not _table_exists(con, "marts", "dim_users"):
+        raise RuntimeError("the warehouse has no marts yet: run `make demo` or materialize first")
+    found = _rows(
+        con,
+        "select * from marts.dim_users where user_id = ? or external_id = ? or contact_id = ?",
+        [ident, ident, ident],
+    )
+    if not found:
+        raise UnknownUserError(f"no user has the id, external id or contact id {ident!r}")
+    profile = found[0]
+    user_id = profile["user_id"]
+    sessions = _rows(
+        con,
+        "select * from marts.fct_sessions where user_id = ? order by session_number",
+        [user_id],
+    )
+    journey = _rows(
+        con,
+        "select * from marts.fct_user_journeys where user_id = ? order by step_number",
+        [user_id],
+    )
+    labels = _rows(con, "select * from marts.fct_conversion_labels where user_id = ?", [user_id])
+    recommendation = None
+    completed: list[str] = []
+    if _table_exists(con, "ml", "next_best_actions"):
+        where = "user_id = ?" + (" and goal = ?" if goal else "")
+        params = [user_id, goal] if goal else [user_id]
+        recs = _rows(con, f"select * from ml.next_best_actions where {where} limit 1", params)
+        recommendation = recs[0] if recs else None
+    if _table_exists(con, "ml", "action_catalogue"):
+        catalogue = {r["action"] for r in _rows(con, "select action from ml.action_catalogue", [])}
+        completed = sorted({e["event_name"] for e in journey} & catalogue)
+    else:
+        completed = sorted({e["event_name"] for e in journey})
+    return UserStory(
+        profile=profile,
+        sessions=sessions,
+        journey=journey,
+        completed_actions=completed,
+        label=labels[0] if labels else None,
+        recommendation=recommendation,
+    )
+
+
+def render_story(story: UserStory, console: Console) -> None:
+    """Print the story: profile, sessions and actions, score and recommendations."""
+    p = story.profile
+    console.print(
+        f"[bold]user {p['user_id']}[/bold]  contact {p.get('contact_id')}  "
+        f"external id {p.get('external_id')}  email {p.get('email') or '-'}"
+    )
+    console.print(
+        f"signed up {p.get('signed_up_at')}  role {p.get('role')}  "
+        f"journey fully known: {p.get('history_complete')}"
+    )
+    label = story.label or {}
+    if label.get("first_payment_at"):
+        console.print(
+            f"[green]converted[/green]: first payment {label['first_payment_at']}"
+            f" ({label.get('days_to_convert')} days after sign-up)"
+        )
+    sessions = Table(title=f"{len(story.sessions)} sessions, {len(story.journey)} events")
+    for column in ("session", "started", "events", "actions"):
+        sessions.add_column(column)
+    by_session: dict[object, list[str]] = {}
+    for event in story.journey:
+        by_session.setdefault(event["session_id"], []).append(event["event_name"])
+    for s in story.sessions:
+        steps = by_session.get(s["session_id"], [])
+        shown = " → ".join(steps[:12]) + (" …" if len(steps) > 12 else "")
+        sessions.add_row(str(s["session_number"]), str(s["started_at"]), str(s["n_events"]), shown)
+    console.print(sessions)
+    console.print(f"completed actions: {', '.join(story.completed_actions) or 'none'}")
+    rec = story.recommendation
+    if rec is None:
+        console.print("no recommendation has been computed for this user yet")
+        return
+    if rec.get("conversion_score") is not None:
+        console.print(f"conversion score: {rec['conversion_score']:.3f}")
+    if rec["status"] != "recommended":
+        console.print(f"no recommendation: {rec['status']} ({rec.get('reason') or ''})")
+        return
+    table = Table(title="next best actions")
+    for column in ("rank", "action", "label", "lift"):
+        table.add_column(column)
+    table.add_row("1", rec["action"], rec["action_label"], f"{rec['lift']:+.3f}")
+    alternatives = rec.get("alternatives") or "[]"
+    for rank, alt in enumerate(
+        json.loads(alternatives) if isinstance(alternatives, str) else alternatives, start=2
+    ):
+        table.add_row(
+            str(rank), alt.get("action", ""), alt.get("label", ""), f"{alt.get('lift', 0):+.3f}"
+        )
+    console.print(table)
+    console.print(f"why: {rec.get('reason')}")
