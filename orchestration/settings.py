@@ -156,7 +156,10 @@ def get_settings() -> Settings:
 
 # Every settings class of the project, as "module:Class". Stages keep their own classes beside
 # their code; this list is how the CLI and the README find them all.
-SETTINGS_CLASSES = ["orchestration.settings:Settings"]
+SETTINGS_CLASSES = [
+    "orchestration.settings:Settings",
+    "orchestration.activation.settings:ActivationSettings",
+]
 
 
 def settings_classes() -> list[type[BaseSettings]]:
