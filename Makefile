@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test lint bench ui clean
+.PHONY: install demo test lint bench ui clean mlflow-server
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,6 +40,10 @@ bench: install
 
 ui: install
 	$(BIN)/nextbest ui
+
+# MLflow tracking server on PostgreSQL (settings: NEXTBEST_MLFLOW_*; see docs/deploy.md).
+mlflow-server: install
+	$(BIN)/python -m deploy mlflow-server
 
 clean:
 	rm -rf $(VENV) $(TOOLS) target dbt_project/target

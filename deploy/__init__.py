@@ -1,0 +1,1 @@
+"""Production deployment: PostgreSQL-backed Dagster and MLflow, and the dbt postgres target."""
