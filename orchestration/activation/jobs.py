@@ -1,0 +1,96 @@
+"""Jobs, schedules and freshness checks that run the whole pipeline unattended.
+
+Selections are written as selection strings: they name assets of other stages by key and group
+without importing them, and a stage that has not defined an asset yet leaves the job smaller
+instead of breaking the definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from orchestration.activation.sensors import LIVE_JOB_NAME
+
+FULL_REFRESH_TAG = "nextbest/full_refresh"
+"""Run tag asking the ingestion to re-read everything instead of reading incrementally."""
+
+PIPELINE = "group:ingest or group:transform or group:ml or group:activation"
+TRAINING = 'key:"training_set" or key:"conversion_model"'
+
+RAW_KEYS = (
+    "raw/intercom_contacts",
+    "raw/intercom_companies",
+    "raw/intercom_contact_companies",
+    "raw/intercom_events",
+    "raw/stripe_customers",
+    "raw/stripe_subscriptions",
+    "raw/stripe_invoices",
+    "raw/stripe_charges",
+    "raw/stripe_refunds",
+)
+
+
+def _select(text: str) -> dg.AssetSelection:
+    return dg.AssetSelection.from_string(text)
+
+
+def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """`full_refresh`, `incremental_sync`, `retrain` and `live_update`."""
+    return [
+        dg.define_asset_job(
+            "full_refresh",
+            selection=_select(PIPELINE),
+            tags={FULL_REFRESH_TAG: "true"},
+            description="Re-read every source in full, rebuild the models, train, score and "
+            "write back.",
+        ),
+        dg.define_asset_job(
+            "incremental_sync",
+            selection=_select(f"({PIPELINE}) and not ({TRAINING})"),
+            description="Read what changed, rebuild the models, score with the champion model "
+            "and write changed recommendations back.",
+        ),
+        dg.define_asset_job(
+            "retrain",
+            selection=_select(f"({TRAINING})+"),
+            description="Train a challenger, promote it when it beats the champion, then "
+            "re-score and write back.",
+        ),
+        dg.define_asset_job(
+            LIVE_JOB_NAME,
+            selection=_select(f"({PIPELINE}) and not ({TRAINING})"),
+            description="Started by the sensor for a few contacts (run tag nextbest/contact_ids): "
+            "their events, the models, their scores and recommendations, and the write-back.",
+        ),
+    ]
+
+
+def build_schedules() -> list[dg.ScheduleDefinition]:
+    """Hourly incremental sync and weekly retrain, both stopped until switched on in the UI."""
+    return [
+        dg.ScheduleDefinition(
+            name="hourly_incremental_sync",
+            cron_schedule="5 * * * *",
+            job_name="incremental_sync",
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            execution_timezone="UTC",
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_retrain",
+            cron_schedule="30 3 * * 1",
+            job_name="retrain",
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            execution_timezone="UTC",
+        ),
+    ]
+
+
+def build_freshness_checks(max_age_hours: float) -> list[dg.AssetChecksDefinition]:
+    """A last-update freshness check on every raw table, and the sensor that evaluates them."""
+    checks = dg.build_last_update_freshness_checks(
+        assets=[dg.AssetKey.from_user_string(key) for key in RAW_KEYS],
+        lower_bound_delta=timedelta(hours=max_age_hours),
+    )
+    return list(checks)

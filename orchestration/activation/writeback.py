@@ -1,0 +1,219 @@
+"""Sending the write plan to Intercom: attributes first, then contacts with bounded concurrency.
+
+The clients own retries and rate limiting (429 and 5xx are retried with back-off there); what
+reaches this module is a final answer per contact. A 404 (merged, deleted, archived contact) and
+a 400 (Intercom's message kept) are recorded for that contact and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestration.activation import store
+from orchestration.activation.plan import ContactWrite
+from orchestration.activation.values import ATTRIBUTES, check_attribute_name
+from orchestration.clients.intercom import (
+    AsyncIntercomClient,
+    IntercomBadRequest,
+    IntercomClient,
+    IntercomError,
+    IntercomNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class WriteBackError(RuntimeError):
+    """The write-back cannot do its job safely (wrong attribute type, failed read-back)."""
+
+
+def ensure_data_attributes(client: IntercomClient) -> dict[str, list[str]]:
+    """Create the missing contact attributes with their types; check the existing ones.
+
+    Intercom answers 400 when creating an existing name, so the list is read first. Names are
+    case-sensitive: `NB_next_action` is another attribute.
+
+    Returns:
+        `{"existing": [...], "created": [...]}` attribute names.
+
+    Raises:
+        WriteBackError: An attribute of ours exists with another type or is archived, so
+            every write to it would be rejected.
+    """
+    present = {a.get("name"): a for a in client.list_data_attributes("contact")}
+    outcome: dict[str, list[str]] = {"existing": [], "created": []}
+    for spec in ATTRIBUTES:
+        check_attribute_name(spec.name)
+        found = present.get(spec.name)
+        if found is None:
+            client.create_data_attribute(spec.name, spec.data_type, description=spec.description)
+            outcome["created"].append(spec.name)
+            continue
+        if found.get("data_type") != spec.data_type:
+            raise WriteBackError(
+                f"contact attribute {spec.name!r} exists as {found.get('data_type')!r}, "
+                f"nextbest needs {spec.data_type!r}; rename or archive it in Intercom"
+            )
+        if found.get("archived"):
+            raise WriteBackError(f"contact attribute {spec.name!r} is archived in Intercom")
+        outcome["existing"].append(spec.name)
+    return outcome
+
+
+@dataclass
+class SendOutcome:
+    """Audit rows of every attempt, and what the read-back found."""
+
+    rows: list[store.AuditRow] = field(default_factory=list)
+    read_back_contact: str | None = None
+
+
+def _rows(
+    write: ContactWrite,
+    status: str,
+    at: datetime,
+    http_status: int | None = None,
+    message: str | None = None,
+) -> list[store.AuditRow]:
+    rows = []
+    for change in write.changes:
+        row_status, row_message = status, message
+        if change.attribute in write.invalid:
+            row_status, row_message = store.INVALID, write.invalid[change.attribute]
+        elif write.invalid:
+            bad = ", ".join(sorted(write.invalid))
+            row_status, row_message = store.NOT_SENT, f"not sent: invalid value for {bad}"
+        new_json = change.new_json
+        if new_json is None and change.attribute in write.invalid:
+            new_json = _describe(change.new_value)
+        rows.append(
+            store.AuditRow(
+                contact_id=write.contact_id,
+                user_id=write.user_id,
+                attribute=change.attribute,
+                old_value=change.old_value,
+                new_value=new_json,
+                status=row_status,
+                http_status=http_status,
+                message=row_message,
+                attempted_at=at,
+            )
+        )
+    return rows
+
+
+def _describe(value: Any) -> str:
+    # A rejected value is kept in the audit as JSON when it can be, else as its repr.
+    try:
+        return json.dumps(value, allow_nan=False)[:1000]
+    except (TypeError, ValueError):
+        return repr(value)[:1000]
+
+
+def plan_rows(writes: list[ContactWrite], clock: Clock = utc_now) -> list[store.AuditRow]:
+    """Audit rows of a dry run: every change as `planned`, invalid values as `invalid`."""
+    rows: list[store.AuditRow] = []
+    for write in writes:
+        rows += _rows(write, store.PLANNED, clock())
+    return rows
+
+
+def invalid_rows(writes: list[ContactWrite], clock: Clock = utc_now) -> list[store.AuditRow]:
+    """Audit rows of contacts not sent because one of their values failed its type check."""
+    rows: list[store.AuditRow] = []
+    for write in writes:
+        rows += _rows(write, store.INVALID, clock())
+    return rows
+
+
+async def _send_one(
+    client: AsyncIntercomClient, write: ContactWrite, clock: Clock
+) -> list[store.AuditRow]:
+    try:
+        await client.update_contact(write.contact_id, write.body)
+    except IntercomNotFound as exc:
+        log.info("contact %s answered 404, skipped: %s", write.contact_id, exc.message)
+        return _rows(write, store.NOT_FOUND, clock(), exc.status, exc.message)
+    except IntercomBadRequest as exc:
+        log.warning("contact %s answered 400: %s", write.contact_id, exc.message)
+        return _rows(write, store.BAD_REQUEST, clock(), exc.status, exc.message)
+    except IntercomError as exc:
+        # Retries are spent (429, 5xx, no answer) or another 4xx: record it and go on; the
+        # state is not updated, so the next run tries this contact again.
+        log.warning("contact %s failed: %s", write.contact_id, exc)
+        return _rows(write, store.ERROR, clock(), exc.status, f"{exc.code or ''} {exc.message}")
+    return _rows(write, store.OK, clock(), 200)
+
+
+def _matches(sent: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Attributes whose read-back value differs from what was sent."""
+    wrong = []
+    for name, value in sent.items():
+        got = found.get(name)
+        same = got == value
+        if isinstance(value, float) and isinstance(got, int | float):
+            same = math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12)
+        if not same:
+            wrong.append(f"{name}: sent {value!r}, read back {got!r}")
+    return wrong
+
+
+async def send_writes(
+    client: AsyncIntercomClient,
+    writes: list[ContactWrite],
+    *,
+    concurrency: int,
+    read_back: bool = True,
+    clock: Clock = utc_now,
+) -> SendOutcome:
+    """Send every write, at most `concurrency` at once, and return the audit rows.
+
+    The first successful write is read back (`GET /contacts/{id}`) before the others go out:
+    a name or type Intercom stores differently from what was sent stops the run after one
+    contact instead of after thousands.
+
+    Raises:
+        WriteBackError: The read-back differs from what was sent; the rows so far are on the
+            exception as `outcome`.
+    """
+    outcome = SendOutcome()
+    pending = list(writes)
+    if read_back:
+        while pending:
+            write = pending.pop(0)
+            rows = await _send_one(client, write, clock)
+            outcome.rows += rows
+            if rows and rows[0].status == store.OK:
+                found = await client.get_contact(write.contact_id)
+                wrong = _matches(write.body, found.get("custom_attributes") or {})
+                outcome.read_back_contact = write.contact_id
+                if wrong:
+                    error = WriteBackError(
+                        f"contact {write.contact_id} read back differently: {'; '.join(wrong)}"
+                    )
+                    error.outcome = outcome  # type: ignore[attr-defined]
+                    raise error
+                break
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def bounded(write: ContactWrite) -> list[store.AuditRow]:
+        async with semaphore:
+            return await _send_one(client, write, clock)
+
+    for rows in await asyncio.gather(*(bounded(w) for w in pending)):
+        outcome.rows += rows
+    return outcome

@@ -1,0 +1,97 @@
+"""Planning: only changed contacts are written, cleared on conversion, bad values held back."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from orchestration.activation.plan import Recommendation, plan_writes
+
+TODAY = date(2026, 12, 3)
+TODAY_SECONDS = "1796256000"  # 2026-12-03 00:00 UTC: 20790 days * 86400
+
+
+def rec(contact, status="recommended", action="invite_team", label="Invite your team", score=0.5):
+    return Recommendation(f"u-{contact}", contact, status, action, label, score)
+
+
+def written(action="invite_team", label="Invite your team", score="0.5", at=TODAY_SECONDS):
+    return {
+        "nb_next_action": f'"{action}"',
+        "nb_next_action_label": f'"{label}"',
+        "nb_conversion_score": score,
+        "nb_updated_at": at,
+    }
+
+
+def test_today_seconds_constant_is_midnight_utc():
+    assert int(TODAY_SECONDS) == (TODAY - date(1970, 1, 1)).days * 86400
+
+
+def test_a_new_contact_gets_all_four_attributes():
+    plan = plan_writes([rec("c1", score=0.123456)], {}, TODAY)
+    assert len(plan.writes) == 1
+    assert plan.writes[0].body == {
+        "nb_next_action": "invite_team",
+        "nb_next_action_label": "Invite your team",
+        "nb_conversion_score": 0.1235,
+        "nb_updated_at": int(TODAY_SECONDS),
+    }
+
+
+def test_an_unchanged_contact_is_not_written_even_on_another_day():
+    plan = plan_writes([rec("c1")], {"c1": written(at="1700000000")}, TODAY)
+    assert plan.writes == []
+    assert plan.unchanged == 1
+
+
+def test_a_changed_action_sends_only_what_differs_and_the_date():
+    state = {"c1": written(at="1700000000")}
+    plan = plan_writes([rec("c1", action="create_project", label="Create a project")], state, TODAY)
+    (write,) = plan.writes
+    assert write.body == {
+        "nb_next_action": "create_project",
+        "nb_next_action_label": "Create a project",
+        "nb_updated_at": int(TODAY_SECONDS),
+    }
+    olds = {c.attribute: c.old_value for c in write.changes}
+    assert olds["nb_next_action"] == '"invite_team"'
+    assert olds["nb_updated_at"] == "1700000000"
+
+
+def test_a_converted_contact_is_cleared_and_a_never_written_one_is_left_alone():
+    state = {"c1": written()}
+    plan = plan_writes(
+        [rec("c1", status="converted", action=None), rec("c2", status="converted", action=None)],
+        state,
+        TODAY,
+    )
+    (write,) = plan.writes
+    assert write.contact_id == "c1"
+    assert write.body == dict.fromkeys(
+        ["nb_next_action", "nb_next_action_label", "nb_conversion_score", "nb_updated_at"]
+    )
+    assert plan.unchanged == 1
+
+
+def test_a_bad_value_holds_back_only_its_contact():
+    plan = plan_writes(
+        [rec("c1", label="L" * 300), rec("c2", score=float("nan")), rec("c3")], {}, TODAY
+    )
+    assert [w.contact_id for w in plan.valid_writes] == ["c3"]
+    invalid = {w.contact_id: sorted(w.invalid) for w in plan.invalid_writes}
+    assert invalid == {"c1": ["nb_next_action_label"], "c2": ["nb_conversion_score"]}
+
+
+def test_users_without_contact_duplicates_and_gone_contacts_are_counted_not_written():
+    recs = [
+        Recommendation("u-1", None, "recommended", "a", "A", 0.1),
+        rec("c2"),
+        Recommendation("u-3", "c2", "recommended", "b", "B", 0.2),
+        rec("c4"),
+        rec("c5"),
+    ]
+    plan = plan_writes(recs, {}, TODAY, gone={"c4"})
+    assert [w.contact_id for w in plan.writes] == ["c5"]
+    assert plan.without_contact == ["u-1"]
+    assert plan.duplicated_contacts == ["c2"]
+    assert plan.gone == 1

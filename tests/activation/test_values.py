@@ -1,0 +1,71 @@
+"""Every value is checked against its Intercom type before it is sent (FAILURE_MODES 12, 13)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+
+import pytest
+
+from orchestration.activation.values import (
+    ATTRIBUTES,
+    InvalidAttributeValue,
+    check_attribute_name,
+    validate_value,
+)
+
+
+def test_the_project_attributes_have_the_issue_types_and_valid_names():
+    assert [(a.name, a.data_type) for a in ATTRIBUTES] == [
+        ("nb_next_action", "string"),
+        ("nb_next_action_label", "string"),
+        ("nb_conversion_score", "float"),
+        ("nb_updated_at", "date"),
+    ]
+    for spec in ATTRIBUTES:
+        assert check_attribute_name(spec.name) == spec.name
+
+
+@pytest.mark.parametrize("name", ["nb.action", "nb$action", "", "1st", "has space"])
+def test_names_with_dots_dollars_or_odd_characters_are_refused(name):
+    with pytest.raises(InvalidAttributeValue):
+        check_attribute_name(name)
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type"),
+    [
+        (math.nan, "integer"),
+        ("12 seats", "integer"),
+        (12.5, "integer"),
+        (math.inf, "float"),
+        (math.nan, "float"),
+        ("0.4", "float"),
+        (True, "float"),
+        (True, "integer"),
+        ("x" * 256, "string"),
+        ({"a": 1}, "string"),
+        (["a"], "string"),
+        (3, "string"),
+        (1712000000000, "date"),
+        ("2024-04-01", "date"),
+        (-5, "datetime"),
+        ("yes", "boolean"),
+    ],
+)
+def test_values_the_type_would_reject_are_refused_with_a_reason(value, data_type):
+    with pytest.raises(InvalidAttributeValue) as raised:
+        validate_value(value, data_type)
+    assert str(raised.value)
+
+
+def test_accepted_values_are_sent_in_intercom_form():
+    assert validate_value("x" * 255, "string") == "x" * 255
+    assert validate_value(3, "float") == 3.0
+    assert validate_value(12.0, "integer") == 12
+    assert validate_value(False, "boolean") is False
+    assert validate_value(None, "float") is None
+    # 2024-04-01 00:00 UTC is 1711929600 Unix seconds (19814 days after the epoch * 86400).
+    assert validate_value(date(2024, 4, 1), "date") == 19814 * 86400 == 1711929600
+    assert validate_value(datetime(2024, 4, 1, 13, 5, tzinfo=UTC), "date") == 1711929600
+    assert validate_value(datetime(2024, 4, 1, 0, 0, 7, tzinfo=UTC), "datetime") == 1711929607
