@@ -1,0 +1,206 @@
+"""The action catalogue: events a user can be nudged to do, each with a label.
+
+By default it comes from the data: events that a useful share of converters did before they
+paid. The conversion event itself (the event that marks paying, such as `payment_done`) is
+never an action; a setting names it, or it is detected as the event most converters do at
+the time of their first payment. A YAML file can override the derived catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+log = logging.getLogger(__name__)
+
+# An event within this many seconds of the first payment counts as "done at payment time";
+# payments and the app's own "paid" event are written by different systems a moment apart.
+PAYMENT_TIME_TOLERANCE_S = 120
+# Below this share of converters, no event is taken to mark the payment (Stripe holds it).
+CONVERSION_EVENT_MIN_SHARE = 0.5
+
+
+class CatalogueError(ValueError):
+    """A catalogue or conversion event that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of the catalogue.
+
+    Attributes:
+        event: The event name in the journeys.
+        label: What people read ("Choose delivery").
+        converter_share: Share of converters who did it before paying (None when declared).
+    """
+
+    event: str
+    label: str
+    converter_share: float | None = None
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The actions, and the conversion event that is never one of them."""
+
+    actions: tuple[Action, ...]
+    conversion_event: str | None
+    source: str
+
+    @property
+    def events(self) -> list[str]:
+        """Action event names, in catalogue order."""
+        return [action.event for action in self.actions]
+
+    def label(self, event: str) -> str:
+        """The label of an action."""
+        return next(action.label for action in self.actions if action.event == event)
+
+
+def humanize(event: str) -> str:
+    """A readable label from an event name: `delivery_choice` -> `Delivery choice`."""
+    words = re.sub(r"[_\-.:/]+", " ", event).strip()
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", words).lower()
+    return words[:1].upper() + words[1:] if words else event
+
+
+def detect_conversion_event(
+    journeys: pd.DataFrame, labels: pd.DataFrame, configured: str | None = None
+) -> tuple[str | None, float]:
+    """Find the event that marks paying.
+
+    Args:
+        journeys: Events: `user_id`, `event_name`, `occurred_at`.
+        labels: Per user: `user_id`, `first_payment_at`.
+        configured: A name from settings; used as is when it occurs in the journeys.
+
+    Returns:
+        The event name (None when no event marks payments) and the share of converters who did
+        it within `PAYMENT_TIME_TOLERANCE_S` of their first payment.
+
+    Raises:
+        CatalogueError: The configured name never occurs in the journeys.
+    """
+    payers = labels.loc[labels["first_payment_at"].notna(), ["user_id", "first_payment_at"]]
+    events = journeys[["user_id", "event_name", "occurred_at"]].merge(payers, on="user_id")
+    gap = (events["occurred_at"] - events["first_payment_at"]).abs().dt.total_seconds()
+    near = events.loc[gap <= PAYMENT_TIME_TOLERANCE_S]
+    shares = near.groupby("event_name")["user_id"].nunique() / max(len(payers), 1)
+    if configured is not None:
+        if not (journeys["event_name"] == configured).any():
+            raise CatalogueError(f"conversion event {configured!r} never occurs in the journeys")
+        return configured, float(shares.get(configured, 0.0))
+    if shares.empty:
+        return None, 0.0
+    # The app's own "paid" event is done by nearly every payer at payment time; the pages
+    # around it (cart, checkout) are done near it by fewer, so the highest share wins.
+    best = str(shares.idxmax())
+    share = float(shares.max())
+    if share < CONVERSION_EVENT_MIN_SHARE:
+        log.info("no conversion event: best candidate %s at %.1f%% of payers", best, 100 * share)
+        return None, share
+    return best, share
+
+
+def derive_catalogue(
+    journeys: pd.DataFrame,
+    labels: pd.DataFrame,
+    conversion_event: str | None,
+    min_share: float = 0.05,
+) -> Catalogue:
+    """Derive the actions from what converters did before paying.
+
+    Args:
+        journeys: Events: `user_id`, `event_name`, `occurred_at`.
+        labels: Per user: `user_id`, `first_payment_at`.
+        conversion_event: Never an action.
+        min_share: Share of converters who must have done an event before paying.
+
+    Returns:
+        The catalogue, actions ordered by share of converters (highest first).
+
+    Raises:
+        CatalogueError: No converters, or no event reaches `min_share`.
+    """
+    payers = labels.loc[labels["first_payment_at"].notna(), ["user_id", "first_payment_at"]]
+    if payers.empty:
+        raise CatalogueError("no converters in the data: the catalogue cannot be derived")
+    events = journeys[["user_id", "event_name", "occurred_at"]].merge(payers, on="user_id")
+    before = events.loc[events["occurred_at"] < events["first_payment_at"]]
+    shares = before.groupby("event_name")["user_id"].nunique() / len(payers)
+    if conversion_event is not None:
+        shares = shares.drop(conversion_event, errors="ignore")
+    kept = shares[shares >= min_share].sort_values(ascending=False, kind="stable")
+    if kept.empty:
+        raise CatalogueError(
+            f"no event was done before paying by {min_share:.0%} of {len(payers)} converters"
+        )
+    actions = tuple(
+        Action(event=str(name), label=humanize(str(name)), converter_share=round(float(s), 4))
+        for name, s in kept.items()
+    )
+    log.info(
+        "catalogue: %d actions from %d converters (dropped %d events under %.0f%%)",
+        len(actions),
+        len(payers),
+        len(shares) - len(kept),
+        100 * min_share,
+    )
+    return Catalogue(actions=actions, conversion_event=conversion_event, source="derived")
+
+
+def apply_override(catalogue: Catalogue, path: Path) -> Catalogue:
+    """Apply a YAML override to a catalogue.
+
+    The file may hold `actions` (a list of `{event, label}`; it replaces the derived list),
+    `labels` (event -> label for derived actions) and `exclude` (events to drop).
+
+    Raises:
+        CatalogueError: The file is malformed, or it lists the conversion event as an action.
+    """
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(document, dict):
+        raise CatalogueError(f"{path}: expected a mapping with actions, labels or exclude")
+    actions = list(catalogue.actions)
+    if "actions" in document:
+        actions = []
+        for index, item in enumerate(document["actions"] or []):
+            if not isinstance(item, dict) or not item.get("event"):
+                raise CatalogueError(f"{path}: action #{index + 1} needs an 'event'")
+            event = str(item["event"])
+            actions.append(Action(event=event, label=str(item.get("label") or humanize(event))))
+    labels = document.get("labels") or {}
+    exclude = {str(event) for event in document.get("exclude") or []}
+    actions = [
+        Action(a.event, str(labels.get(a.event, a.label)), a.converter_share)
+        for a in actions
+        if a.event not in exclude
+    ]
+    if catalogue.conversion_event in {a.event for a in actions}:
+        raise CatalogueError(
+            f"{path}: {catalogue.conversion_event!r} is the conversion event, never an action"
+        )
+    if not actions:
+        raise CatalogueError(f"{path}: the override leaves no actions")
+    return Catalogue(tuple(actions), catalogue.conversion_event, source=f"override:{path}")
+
+
+def build_catalogue(
+    journeys: pd.DataFrame,
+    labels: pd.DataFrame,
+    conversion_event: str | None = None,
+    override: Path | None = None,
+    min_share: float = 0.05,
+) -> Catalogue:
+    """Detect the conversion event, derive the catalogue and apply the override if any."""
+    event, share = detect_conversion_event(journeys, labels, conversion_event)
+    log.info("conversion event: %s (%.1f%% of converters at payment time)", event, 100 * share)
+    catalogue = derive_catalogue(journeys, labels, event, min_share)
+    if override is not None and Path(override).exists():
+        catalogue = apply_override(catalogue, Path(override))
+    return catalogue

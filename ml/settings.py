@@ -1,0 +1,96 @@
+"""Settings of the model stage, read from environment variables when asked for.
+
+They live here, beside the code that uses them, so `ml/` stays free of Dagster;
+`orchestration.models.settings` re-exports the class for the settings registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+
+
+class MLSettings(BaseSettings):
+    """Training, promotion and recommendation settings; each field reads its alias."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    goals_file: Path = Field(
+        default=CONFIG_DIR / "goals.yaml",
+        alias="NEXTBEST_GOALS_FILE",
+        description="YAML file declaring the conversion goals (window, segment, primary).",
+    )
+    catalogue_file: Path | None = Field(
+        default=None,
+        alias="NEXTBEST_CATALOGUE_FILE",
+        description="YAML file overriding the action catalogue. Unset: derived from the data.",
+    )
+    conversion_event: str | None = Field(
+        default=None,
+        alias="NEXTBEST_CONVERSION_EVENT",
+        description="Event that marks paying, never an action. Unset: detected at payment time.",
+    )
+    seed: int = Field(default=42, alias="NEXTBEST_ML_SEED", description="Seed of every model.")
+    promotion_margin: float = Field(
+        default=0.002,
+        alias="NEXTBEST_PROMOTION_MARGIN",
+        ge=0,
+        description="Test ROC-AUC a challenger must gain over the champion to replace it.",
+    )
+    auc_floor: float = Field(
+        default=0.6,
+        alias="NEXTBEST_AUC_FLOOR",
+        ge=0,
+        le=1,
+        description="Lowest test ROC-AUC the model asset check accepts.",
+    )
+    calibration: Literal["isotonic", "platt"] = Field(
+        default="isotonic",
+        alias="NEXTBEST_CALIBRATION",
+        description="How probabilities are calibrated on the validation split.",
+    )
+    valid_fraction: float = Field(
+        default=0.2,
+        alias="NEXTBEST_VALID_FRACTION",
+        gt=0,
+        lt=0.5,
+        description="Share of users (by sign-up time) in the validation split.",
+    )
+    test_fraction: float = Field(
+        default=0.2,
+        alias="NEXTBEST_TEST_FRACTION",
+        gt=0,
+        lt=0.5,
+        description="Share of the latest sign-ups in the test split.",
+    )
+    max_rounds: int = Field(
+        default=600,
+        alias="NEXTBEST_XGB_MAX_ROUNDS",
+        ge=1,
+        description="Most boosting rounds; early stopping on validation usually ends sooner.",
+    )
+    catalogue_min_share: float = Field(
+        default=0.05,
+        alias="NEXTBEST_CATALOGUE_MIN_SHARE",
+        gt=0,
+        le=1,
+        description="Share of converters doing an event before paying for it to be an action.",
+    )
+    min_support: float = Field(
+        default=0.05,
+        alias="NEXTBEST_MIN_SUPPORT",
+        ge=0,
+        le=1,
+        description="Share of similar converters who did an action next for it to be a candidate.",
+    )
+    min_similar: int = Field(
+        default=30,
+        alias="NEXTBEST_MIN_SIMILAR_USERS",
+        ge=1,
+        description="Fewest similar converter points a support estimate may rest on.",
+    )
