@@ -16,6 +16,11 @@ from orchestration.activation.sensors import LIVE_JOB_NAME
 FULL_REFRESH_TAG = "nextbest/full_refresh"
 """Run tag asking the ingestion to re-read everything instead of reading incrementally."""
 
+INTERCOM_WRITE_TAG = "nextbest/intercom-write"
+"""Run tag of every job that writes to Intercom; the deployed instance runs these one by one."""
+
+WRITES = {INTERCOM_WRITE_TAG: "true"}
+
 PIPELINE = "group:ingest or group:transform or group:ml or group:activation"
 TRAINING = 'key:"training_set" or key:"conversion_model"'
 
@@ -42,24 +47,27 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             "full_refresh",
             selection=_select(PIPELINE),
-            tags={FULL_REFRESH_TAG: "true"},
+            tags={FULL_REFRESH_TAG: "true", **WRITES},
             description="Re-read every source in full, rebuild the models, train, score and "
             "write back.",
         ),
         dg.define_asset_job(
             "incremental_sync",
+            tags=WRITES,
             selection=_select(f"({PIPELINE}) and not ({TRAINING})"),
             description="Read what changed, rebuild the models, score with the champion model "
             "and write changed recommendations back.",
         ),
         dg.define_asset_job(
             "retrain",
+            tags=WRITES,
             selection=_select(f"({TRAINING})+"),
             description="Train a challenger, promote it when it beats the champion, then "
             "re-score and write back.",
         ),
         dg.define_asset_job(
             LIVE_JOB_NAME,
+            tags=WRITES,
             selection=_select(f"({PIPELINE}) and not ({TRAINING})"),
             description="Started by the sensor for a few contacts (run tag nextbest/contact_ids): "
             "their events, the models, their scores and recommendations, and the write-back.",

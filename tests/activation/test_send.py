@@ -1,0 +1,105 @@
+"""Sending: a 404 or 400 stays with its contact, the first write is read back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from orchestration.activation import store
+from orchestration.activation.plan import AttributeChange, ContactWrite
+from orchestration.activation.writeback import WriteBackError, send_writes
+from orchestration.clients.intercom import AsyncIntercomClient
+
+AT = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+def write(contact_id: str, action: str = "invite_team") -> ContactWrite:
+    change = AttributeChange("nb_next_action", None, action, json.dumps(action))
+    return ContactWrite(contact_id, f"u-{contact_id}", "recommended", [change])
+
+
+class FakeIntercom:
+    """Answers PUT and GET /contacts/{id} like Intercom; some ids are gone or refuse."""
+
+    def __init__(self, gone=(), refuse=(), store_as=None):
+        self.gone, self.refuse, self.store_as = set(gone), set(refuse), store_as
+        self.attributes: dict[str, dict] = {}
+        self.puts: list[str] = []
+        self.in_flight = self.max_in_flight = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if contact_id in self.gone:
+            body = {
+                "type": "error.list",
+                "errors": [{"code": "not_found", "message": "User Not Found"}],
+            }
+            return httpx.Response(404, json=body)
+        if request.method == "GET":
+            return httpx.Response(
+                200, json={"id": contact_id, "custom_attributes": self.attributes[contact_id]}
+            )
+        self.puts.append(contact_id)
+        if contact_id in self.refuse:
+            body = {
+                "type": "error.list",
+                "errors": [
+                    {
+                        "code": "parameter_invalid",
+                        "message": "Custom attribute 'nb_next_action' does not exist",
+                    }
+                ],
+            }
+            return httpx.Response(400, json=body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        sent = json.loads(request.content)["custom_attributes"]
+        self.attributes[contact_id] = self.store_as(sent) if self.store_as else sent
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": sent})
+
+
+def run(fake: FakeIntercom, writes, concurrency=3):
+    async def go():
+        transport = httpx.MockTransport(fake.handle)
+        async with AsyncIntercomClient(
+            "http://intercom.test", "tok", transport=transport
+        ) as client:
+            return await send_writes(client, writes, concurrency=concurrency, clock=lambda: AT)
+
+    return asyncio.run(go())
+
+
+def statuses(outcome) -> dict[str, tuple]:
+    return {r.contact_id: (r.status, r.http_status, r.message) for r in outcome.rows}
+
+
+def test_a_404_and_a_400_are_recorded_for_their_contacts_and_the_rest_go_through():
+    fake = FakeIntercom(gone={"c3"}, refuse={"c5"})
+    outcome = run(fake, [write(f"c{i}") for i in range(1, 11)])
+    found = statuses(outcome)
+    assert found["c3"] == (store.NOT_FOUND, 404, "User Not Found")
+    assert found["c5"] == (
+        store.BAD_REQUEST,
+        400,
+        "Custom attribute 'nb_next_action' does not exist",
+    )
+    ok = sorted(c for c, s in found.items() if s[0] == store.OK)
+    assert ok == sorted(f"c{i}" for i in (1, 2, 4, 6, 7, 8, 9, 10))
+    assert sorted(fake.attributes) == ok
+    # The first write goes alone and is read back before the others.
+    assert fake.puts[0] == "c1"
+    assert outcome.read_back_contact == "c1"
+    assert 1 < fake.max_in_flight <= 3
+
+
+def test_a_read_back_that_differs_stops_after_the_first_contact():
+    fake = FakeIntercom(store_as=lambda sent: {k.lower(): v for k, v in sent.items() if False})
+    with pytest.raises(WriteBackError, match="c1 read back differently"):
+        run(fake, [write("c1"), write("c2")])
+    assert fake.puts == ["c1"]
