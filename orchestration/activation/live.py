@@ -211,6 +211,11 @@ def evaluate(
             continue
         tick.contacts_outstanding += 1
         mark = max(cursor.watermarks.get(contact_id, 0), known_events.get(contact_id) or 0)
+        seen = candidates[contact_id].get("last_seen_at")
+        if isinstance(seen, int | float) and seen <= mark:
+            # Not active since its newest known event: our own write-back bumped `updated_at`,
+            # the user did nothing, so its events need no request.
+            continue
         fresh = []
         try:
             # Newest first: stop at the first event already examined.
