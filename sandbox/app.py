@@ -1,0 +1,840 @@
+"""The sandbox's HTTP API: Intercom 2.14 under `/intercom`, Stripe v1 under `/stripe/v1`.
+
+The admin API under `/_sandbox/` needs no vendor token; tests and the demo use it to read what
+the sandbox received and to change its state (see sandbox/runner.py for the Python wrapper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.faults import FaultProfile, RateLimiter, profile
+from sandbox.store import STRIPE_OBJECT, ApiError, Store, dumps
+
+log = logging.getLogger(__name__)
+
+INTERCOM_PER_PAGE_MAX = 150
+SCROLL_PAGE_SIZE = 50
+EVENTS_PER_PAGE_MAX = 100
+SEARCH_FIELDS_NUMERIC = ("updated_at", "last_seen_at", "signed_up_at", "created_at")
+SEARCH_FIELDS_TEXT = ("role", "external_id", "email", "id", "name")
+HTML_503 = (
+    "<html><head><title>503 Service Temporarily Unavailable</title></head>"
+    "<body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>"
+)
+
+
+class SandboxState:
+    """The store plus the run-time switches the server reads on every request."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        intercom_token: str,
+        stripe_key: str,
+        faults: str | None = None,
+        rate_limit_per_minute: int | None = 10_000,
+        base_url: str = "",
+    ):
+        self.store = store
+        self.intercom_token = intercom_token
+        self.stripe_key = stripe_key
+        self.base_rate_limit = rate_limit_per_minute
+        self.base_url = base_url
+        self.mutations: list[dict] = []
+        self.requests = {"intercom": 0, "stripe": 0}
+        self._syncs_started = 0
+        self.set_faults(faults)
+
+    def set_faults(self, name: str | None, **overrides: Any) -> FaultProfile:
+        """Switch the fault profile now; the rate limiters restart with its limit."""
+        self.faults = profile(name, **overrides)
+        limit = self.faults.rate_limit_per_minute or self.base_rate_limit
+        self.intercom_limiter = RateLimiter.per_minute(limit, 10)
+        # Stripe counts per second; give it the same budget a second as Intercom's a minute/60.
+        stripe_per_second = None if limit is None else max(1, math.ceil(limit / 60))
+        self.stripe_limiter = RateLimiter(stripe_per_second, 1)
+        self._script_step = {"intercom": 0, "stripe": 0}
+        self._random = random.Random(self.faults.seed)
+        self._syncs_started = 0
+        self._scroll_pages = 0
+        return self.faults
+
+    def script_step(self, vendor: str) -> str:
+        """The next step of the profile's scripted answers for this vendor."""
+        script = self.faults.intercom_script if vendor == "intercom" else self.faults.stripe_script
+        if not script:
+            return "ok"
+        step = script[self._script_step[vendor] % len(script)]
+        self._script_step[vendor] += 1
+        return step
+
+
+# ---- answers --------------------------------------------------------------------------------
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+def intercom_error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    """Intercom's `error.list` body."""
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    body = {"type": "error.list", "request_id": _request_id(), "errors": [error]}
+    return Response(dumps(body), status, media_type="application/json")
+
+
+def stripe_error(
+    status: int,
+    error_type: str,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict | None = None,
+) -> Response:
+    """Stripe's `{"error": {...}}` body."""
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if code:
+        error["code"] = code
+    if param:
+        error["param"] = param
+    headers = {"Request-Id": f"req_{_request_id()}", **(headers or {})}
+    return Response(dumps({"error": error}), status, headers, media_type="application/json")
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    """A JSON answer."""
+    return Response(dumps(body), status, media_type="application/json")
+
+
+def _encode_cursor(page: int, position: int) -> str:
+    return base64.urlsafe_b64encode(f"{page}:{position}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        page, _, position = base64.urlsafe_b64decode(padded).decode().partition(":")
+        return int(page), int(position)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "parameter_invalid", "starting_after is invalid") from error
+
+
+def _int_param(value: Any, name: str, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as error:
+        raise ApiError(400, "parameter_invalid", f"{name} must be an integer", name) from error
+    if not low <= number <= high:
+        raise ApiError(400, "parameter_invalid", f"{name} must be between {low} and {high}", name)
+    return number
+
+
+# ---- Intercom -------------------------------------------------------------------------------
+
+
+def _contacts_page(
+    state: SandboxState, positions: np.ndarray, per_page: int, starting_after: str | None
+) -> dict:
+    """One cursor page over the given contact positions (ascending)."""
+    store = state.store
+    page, after = (0, -1) if not starting_after else _decode_cursor(starting_after)
+    start = int(np.searchsorted(positions, after, side="right"))
+    chunk = positions[start : start + per_page]
+    total = len(positions)
+    body: dict[str, Any] = {
+        "type": "list",
+        "data": [store.render_contact(int(i)) for i in chunk],
+        "total_count": total,
+        "pages": {
+            "type": "pages",
+            "page": page + 1,
+            "per_page": per_page,
+            "total_pages": max(1, math.ceil(total / per_page)),
+        },
+    }
+    if start + per_page < total and len(chunk):
+        overlap = min(state.faults.duplicate_overlap, len(chunk) - 1)
+        last = int(chunk[-1 - overlap])
+        body["pages"]["next"] = {
+            "page": page + 2,
+            "per_page": per_page,
+            "starting_after": _encode_cursor(page + 1, last),
+        }
+    return body
+
+
+def _sync_hooks(state: SandboxState, starting_after: str | None) -> None:
+    """Churn between syncs and writes during one, when the profile asks for them."""
+    if not starting_after:
+        state._syncs_started += 1
+        if state.faults.churn and state._syncs_started > 1:
+            _churn(state)
+    elif state.faults.live_writes:
+        _, after = _decode_cursor(starting_after)
+        store = state.store
+        listed = np.flatnonzero(store.contacts.live[: after + 1])
+        if len(listed) >= 2:
+            now = store.now()
+            first, second = int(listed[0]), int(listed[len(listed) // 2])
+            store.add_event(
+                {"id": store.contacts.ids[first], "event_name": "live_write", "created_at": now}
+            )
+            store.contacts.custom[second]["sandbox_note"] = f"updated at {now}"
+            store.touch(second)
+            state.mutations.append(
+                {"kind": "live_write", "contacts": [store.contacts.ids[i] for i in (first, second)]}
+            )
+
+
+def _churn(state: SandboxState) -> None:
+    store = state.store
+    c = store.contacts
+    live = np.flatnonzero(c.live)
+    leads = [int(i) for i in live if c.roles[i] == "lead"]
+    users = [int(i) for i in live if c.roles[i] == "user"]
+    if leads and users:
+        lead, user = leads[0], users[-1]
+        c.emails[lead] = c.emails[user]
+        store.merge(c.ids[lead], c.ids[user])
+        state.mutations.append({"kind": "merged", "lead": c.ids[lead], "user": c.ids[user]})
+    for kind, i in (("archived", users[0] if users else None), ("deleted", users[1:2])):
+        position = i if isinstance(i, int) else (i[0] if i else None)
+        if position is not None and c.live[position]:
+            store.set_contact_state(c.ids[position], kind)
+            state.mutations.append({"kind": kind, "contact": c.ids[position]})
+    for customer in reversed(store.stripe["customers"].objects):
+        if customer["id"] not in store.deleted_customers:
+            store.delete_customer(customer["id"])
+            state.mutations.append({"kind": "customer_deleted", "customer": customer["id"]})
+            break
+
+
+async def list_contacts(state: SandboxState, request: Request) -> Response:
+    """`GET /contacts`."""
+    q = request.query_params
+    per_page = _int_param(q.get("per_page"), "per_page", 50, 1, INTERCOM_PER_PAGE_MAX)
+    starting_after = q.get("starting_after")
+    with state.store.lock:
+        _sync_hooks(state, starting_after)
+        positions = np.flatnonzero(state.store.contacts.live)
+        return ok(_contacts_page(state, positions, per_page, starting_after))
+
+
+def _search_mask(store: Store, query: dict, depth: int = 0) -> np.ndarray:
+    if not isinstance(query, dict):
+        raise ApiError(400, "parameter_invalid", "query must be an object")
+    operator = query.get("operator")
+    if operator in ("AND", "OR"):
+        if depth >= 2:
+            raise ApiError(400, "parameter_invalid", "queries may be nested at most twice")
+        parts = query.get("value")
+        if not isinstance(parts, list) or not parts:
+            raise ApiError(400, "parameter_invalid", f"{operator} needs a list of queries")
+        if len(parts) > 15:
+            raise ApiError(400, "parameter_invalid", "at most 15 filters in a group")
+        masks = [_search_mask(store, part, depth + 1) for part in parts]
+        combine = np.logical_and if operator == "AND" else np.logical_or
+        return combine.reduce(masks)
+    name, value = query.get("field"), query.get("value")
+    c = store.contacts
+    if name in SEARCH_FIELDS_NUMERIC:
+        column = getattr(c, name).astype(np.float64)
+        column = np.where(column < 0, np.nan, column)
+        try:
+            values = [float(v) for v in value] if isinstance(value, list) else float(value)
+        except (TypeError, ValueError) as error:
+            raise ApiError(400, "parameter_invalid", f"{name} needs a number") from error
+        with np.errstate(invalid="ignore"):
+            tests = {
+                "=": lambda: column == values,
+                "!=": lambda: column != values,
+                ">": lambda: column > values,
+                "<": lambda: column < values,
+                "IN": lambda: np.isin(column, values),
+                "NIN": lambda: ~np.isin(column, values),
+            }
+            if operator not in tests:
+                raise ApiError(400, "parameter_invalid", f"operator {operator!r} on {name}")
+            return np.asarray(tests[operator]())
+    if name in SEARCH_FIELDS_TEXT:
+        column = np.array(
+            getattr(c, "ids" if name == "id" else f"{name}s" if name != "role" else "roles"),
+            dtype=object,
+        )
+        if name == "external_id":
+            column = np.array(c.external_ids, dtype=object)
+        text = column.astype(str)
+        present = np.array([v is not None for v in column])
+        value_list = value if isinstance(value, list) else [value]
+        if operator == "=":
+            return (text == str(value)) & present if value is not None else ~present
+        if operator == "!=":
+            return (text != str(value)) | ~present if value is not None else present
+        if operator == "IN":
+            return np.isin(text, [str(v) for v in value_list]) & present
+        if operator == "NIN":
+            return ~(np.isin(text, [str(v) for v in value_list]) & present)
+        funcs = {"~": "__contains__", "^": "startswith", "$": "endswith"}
+        if operator in funcs or operator == "!~":
+            method = funcs.get(operator, "__contains__")
+            hit = np.array([getattr(t, method)(str(value)) for t in text]) & present
+            return ~hit if operator == "!~" else hit
+        raise ApiError(400, "parameter_invalid", f"operator {operator!r} on {name}")
+    raise ApiError(400, "parameter_invalid", f"field {name!r} is not searchable", "query")
+
+
+async def search_contacts(state: SandboxState, request: Request) -> Response:
+    """`POST /contacts/search`: filters, AND/OR groups, the cursor in the body."""
+    body = await _json_body(request)
+    pagination = body.get("pagination") or {}
+    per_page = _int_param(pagination.get("per_page"), "per_page", 50, 1, INTERCOM_PER_PAGE_MAX)
+    starting_after = pagination.get("starting_after")
+    if "query" not in body:
+        raise ApiError(400, "parameter_not_found", "query is required", "query")
+    with state.store.lock:
+        _sync_hooks(state, starting_after)
+        mask = _search_mask(state.store, body["query"]) & state.store.contacts.live
+        positions = np.flatnonzero(mask)
+        return ok(_contacts_page(state, positions, per_page, starting_after))
+
+
+async def get_contact(state: SandboxState, request: Request) -> Response:
+    """`GET /contacts/{id}`."""
+    with state.store.lock:
+        i = state.store.contact_position(request.path_params["contact_id"])
+        return ok(state.store.render_contact(i))
+
+
+async def find_by_external_id(state: SandboxState, request: Request) -> Response:
+    """`GET /contacts/find_by_external_id/{external_id}`."""
+    with state.store.lock:
+        i = state.store.find_by_external_id(request.path_params["external_id"])
+        return ok(state.store.render_contact(i))
+
+
+async def update_contact(state: SandboxState, request: Request) -> Response:
+    """`PUT /contacts/{id}`."""
+    body = await _json_body(request)
+    return ok(state.store.update_contact(request.path_params["contact_id"], body))
+
+
+async def contact_companies(state: SandboxState, request: Request) -> Response:
+    """`GET /contacts/{id}/companies`."""
+    with state.store.lock:
+        i = state.store.contact_position(request.path_params["contact_id"])
+        companies = [] if state.faults.no_companies else state.store.contact_companies(i)
+        return ok(
+            {
+                "type": "list",
+                "companies": companies,
+                "total_count": len(companies),
+                "pages": {"type": "pages", "page": 1, "per_page": 50, "total_pages": 1},
+            }
+        )
+
+
+async def list_data_attributes(state: SandboxState, request: Request) -> Response:
+    """`GET /data_attributes?model=contact`."""
+    model = request.query_params.get("model")
+    include_archived = request.query_params.get("include_archived") == "true"
+    data = [
+        a
+        for a in state.store.data_attributes
+        if (model is None or a["model"] == model) and (include_archived or not a["archived"])
+    ]
+    return ok({"type": "list", "data": data})
+
+
+async def create_data_attribute(state: SandboxState, request: Request) -> Response:
+    """`POST /data_attributes`."""
+    return ok(state.store.create_data_attribute(await _json_body(request)))
+
+
+async def scroll_companies(state: SandboxState, request: Request) -> Response:
+    """`GET /companies/scroll`: one scroll per app; the same `scroll_param` on every page."""
+    store, faults = state.store, state.faults
+    param = request.query_params.get("scroll_param")
+    now = time.time()
+    with store.lock:
+        scroll = store.scroll
+        if scroll is not None and now - scroll["used_at"] > faults.scroll_idle_seconds:
+            store.scroll = scroll = None
+        if not param:
+            if scroll is not None:
+                return intercom_error(
+                    400, "scroll_exists", "scroll already exists for this workspace"
+                )
+            scroll = store.scroll = {
+                "param": uuid.uuid4().hex,
+                "position": 0,
+                "pages": 0,
+                "used_at": now,
+                "alive": True,
+            }
+        elif scroll is None or scroll["param"] != param or not scroll["alive"]:
+            return intercom_error(404, "not_found", "scroll parameter not found")
+        scroll["used_at"] = now
+        scroll["pages"] += 1
+        if faults.scroll_5xx_on_page is not None and scroll["pages"] == faults.scroll_5xx_on_page:
+            # The scroll's server-side state is lost: a retry of this page finds nothing.
+            scroll["position"] = len(store.companies)
+            return intercom_error(500, "server_error", "internal server error")
+        companies = [] if faults.no_companies else store.companies
+        chunk = companies[scroll["position"] : scroll["position"] + SCROLL_PAGE_SIZE]
+        scroll["position"] += len(chunk)
+        if (
+            faults.scroll_expire_after_pages is not None
+            and scroll["pages"] >= faults.scroll_expire_after_pages
+        ):
+            # As if the reader paused: the parameter is gone, the lock holds until idle expiry.
+            scroll["alive"] = False
+        if not chunk and scroll["alive"]:
+            # An empty page ends the scroll; a new one may start.
+            store.scroll = None
+        return ok(
+            {
+                "type": "list",
+                "data": chunk,
+                "pages": None,
+                "total_count": None,
+                "scroll_param": scroll["param"],
+            }
+        )
+
+
+async def list_events(state: SandboxState, request: Request) -> Response:
+    """`GET /events?type=user&intercom_user_id=...`: one contact's events, newest first."""
+    q = request.query_params
+    store = state.store
+    if q.get("type") != "user":
+        raise ApiError(400, "parameter_invalid", "type must be user", "type")
+    per_page = _int_param(q.get("per_page"), "per_page", 50, 1, EVENTS_PER_PAGE_MAX)
+    offset = _int_param(q.get("offset"), "offset", 0, 0, 10**12)
+    with store.lock:
+        if q.get("intercom_user_id"):
+            i = store.contact_position(q["intercom_user_id"])
+        elif q.get("user_id"):
+            i = store.find_by_external_id(q["user_id"])
+        elif q.get("email"):
+            matches = [
+                k
+                for k, em in enumerate(store.contacts.emails)
+                if em == q["email"] and store.contacts.live[k]
+            ]
+            if not matches:
+                raise ApiError(404, "not_found", "User Not Found")
+            i = matches[0]
+        else:
+            raise ApiError(
+                400, "parameter_not_found", "intercom_user_id, user_id or email is required"
+            )
+        rows = store.contact_events(i)
+        cid, ext, email = store.contacts.ids[i], store.contacts.external_ids[i], store.contacts
+        email = store.contacts.emails[i] or ""
+        chunk = rows[offset : offset + per_page]
+        body: dict[str, Any] = {
+            "type": "event.list",
+            "events": [
+                {
+                    "type": "event",
+                    "id": event_id,
+                    "event_name": name,
+                    "created_at": created,
+                    "user_id": ext,
+                    "intercom_user_id": cid,
+                    "email": email,
+                    "metadata": metadata,
+                }
+                for name, created, metadata, event_id in chunk
+            ],
+            "pages": {},
+        }
+        if offset + per_page < len(rows):
+            params = {k: v for k, v in q.items() if k != "offset"}
+            params["offset"] = str(offset + per_page)
+            body["pages"]["next"] = f"{state.base_url}/intercom/events?{urlencode(params)}"
+        return ok(body)
+
+
+async def post_event(state: SandboxState, request: Request) -> Response:
+    """`POST /events`: 202 with no body."""
+    state.store.add_event(await _json_body(request))
+    return Response(b"", 202)
+
+
+# ---- Stripe ---------------------------------------------------------------------------------
+
+
+def _stripe_created(params: Any) -> dict[str, int]:
+    bounds = {}
+    for op in ("gte", "gt", "lte", "lt"):
+        value = params.get(f"created[{op}]")
+        if value is not None:
+            try:
+                bounds[op] = int(value)
+            except ValueError as error:
+                raise ApiError(
+                    400, "parameter_invalid_integer", "Invalid integer", f"created[{op}]"
+                ) from error
+    if params.get("created") is not None:
+        bounds["gte"] = bounds["lte"] = int(params["created"])
+    return bounds
+
+
+def _stripe_match(kind: str, params: Any, store: Store) -> Callable[[dict], bool]:
+    customer = params.get("customer")
+    status = params.get("status")
+    tests: list[Callable[[dict], bool]] = []
+    if kind == "customers":
+        tests.append(lambda o: o["id"] not in store.deleted_customers)
+        if params.get("email") is not None:
+            tests.append(lambda o: o.get("email") == params["email"])
+    if customer is not None and kind != "customers":
+        tests.append(lambda o: o.get("customer") == customer)
+    if kind == "subscriptions":
+        if status is None:
+            tests.append(lambda o: o["status"] not in ("canceled", "incomplete_expired"))
+        elif status != "all":
+            tests.append(lambda o: o["status"] == status)
+    if kind == "invoices" and status is not None:
+        tests.append(lambda o: o["status"] == status)
+    if kind == "refunds" and params.get("charge") is not None:
+        tests.append(lambda o: o.get("charge") == params["charge"])
+    if kind == "events":
+        types = params.getlist("types[]") if hasattr(params, "getlist") else []
+        if params.get("type") is not None:
+            wanted = params["type"]
+            if wanted.endswith("*"):
+                tests.append(lambda o: o["type"].startswith(wanted[:-1]))
+            else:
+                tests.append(lambda o: o["type"] == wanted)
+        if types:
+            tests.append(lambda o: o["type"] in types)
+    return lambda obj: all(test(obj) for test in tests)
+
+
+def stripe_list_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitable[Response]]:
+    """A Stripe list endpoint for one kind of object."""
+
+    async def endpoint(state: SandboxState, request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", 10))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "parameter_invalid_integer", "limit must be 1 to 100", "limit")
+        data, has_more = state.store.stripe_list(
+            kind,
+            limit=limit,
+            starting_after=q.get("starting_after"),
+            ending_before=q.get("ending_before"),
+            created=_stripe_created(q),
+            match=_stripe_match(kind, q, state.store),
+        )
+        return ok({"object": "list", "url": f"/v1/{kind}", "has_more": has_more, "data": data})
+
+    return endpoint
+
+
+def stripe_get_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitable[Response]]:
+    """A Stripe retrieve endpoint for one kind of object."""
+
+    async def endpoint(state: SandboxState, request: Request) -> Response:
+        object_id = request.path_params["object_id"]
+        store = state.store
+        with store.lock:
+            obj = store.stripe[kind].get(object_id)
+            if obj is None:
+                raise ApiError(
+                    404,
+                    "resource_missing",
+                    f"No such {STRIPE_OBJECT[kind]}: '{object_id}'",
+                    "id",
+                )
+            if kind == "customers" and object_id in store.deleted_customers:
+                return ok({"id": object_id, "object": "customer", "deleted": True})
+            return ok(store.stripe_render(kind, obj))
+
+    return endpoint
+
+
+# ---- dispatch -------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> dict:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ApiError(400, "parameter_invalid", f"body is not JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "parameter_invalid", "body must be a JSON object")
+    return body
+
+
+def _rate_headers(limit: int, remaining: int, reset: int | None) -> dict[str, str]:
+    headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
+    if reset is not None:
+        headers["X-RateLimit-Reset"] = str(reset)
+    return headers
+
+
+def vendor_route(
+    state: SandboxState,
+    vendor: str,
+    handler: Callable[[SandboxState, Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a vendor endpoint with auth, the fault profile, rate limits and error bodies."""
+
+    async def endpoint(request: Request) -> Response:
+        state.requests[vendor] += 1
+        faults = state.faults
+        expected = state.intercom_token if vendor == "intercom" else state.stripe_key
+        if request.headers.get("authorization", "") != f"Bearer {expected}":
+            if vendor == "intercom":
+                return intercom_error(401, "unauthorized", "Access Token Invalid")
+            return stripe_error(
+                401, "invalid_request_error", "Invalid API Key provided", "api_key_invalid"
+            )
+        if faults.delay_seconds:
+            await asyncio.sleep(faults.delay_seconds)
+        now = int(time.time())
+        if vendor == "intercom":
+            allowed, limit, remaining, reset = state.intercom_limiter.take()
+            headers = _rate_headers(limit, remaining, reset) if limit else {}
+            if not allowed:
+                response = intercom_error(429, "rate_limit_exceeded", "Exceeded rate limit")
+                response.headers.update(headers)
+                return response
+        else:
+            allowed, *_ = state.stripe_limiter.take()
+            headers = {}
+            if not allowed:
+                return stripe_error(
+                    429,
+                    "invalid_request_error",
+                    "Too many requests hit the API too quickly.",
+                    "rate_limit",
+                    headers={"Stripe-Should-Retry": "true"},
+                )
+        step = state.script_step(vendor)
+        scripted = _scripted(step, now, headers)
+        if scripted is not None:
+            return scripted
+        if faults.error_share and state._random.random() < faults.error_share:
+            if state._random.random() < 0.5:
+                return Response(HTML_503, 503, media_type="text/html")
+            if vendor == "intercom":
+                return intercom_error(500, "server_error", "internal server error")
+            return stripe_error(500, "api_error", "An unknown error occurred")
+        try:
+            response = await handler(state, request)
+        except ApiError as error:
+            if vendor == "intercom":
+                response = intercom_error(error.status, error.code, error.message, error.field)
+            else:
+                error_type = "invalid_request_error"
+                response = stripe_error(
+                    error.status, error_type, error.message, error.code, error.field
+                )
+        if step == "ok_remaining_1":
+            headers = _rate_headers(max(limit, 2), 1, now + 7)
+        response.headers.update(headers)
+        return response
+
+    return endpoint
+
+
+def _scripted(step: str, now: int, headers: dict[str, str]) -> Response | None:
+    if step == "429_reset_past":
+        response = intercom_error(429, "rate_limit_exceeded", "Exceeded rate limit")
+        response.headers.update(_rate_headers(1666, 0, now - 5))
+        return response
+    if step == "429_no_reset":
+        response = intercom_error(429, "rate_limit_exceeded", "Exceeded rate limit")
+        response.headers.update(_rate_headers(1666, 0, None))
+        return response
+    if step == "503_html":
+        return Response(HTML_503, 503, media_type="text/html")
+    if step == "500_json":
+        return intercom_error(500, "server_error", "internal server error")
+    if step == "429_lock_timeout":
+        return stripe_error(
+            429,
+            "invalid_request_error",
+            "This object cannot be accessed right now because another API request or Stripe "
+            "process is currently accessing it.",
+            "lock_timeout",
+            headers={"Stripe-Should-Retry": "true"},
+        )
+    if step == "429_rate_limit":
+        return stripe_error(
+            429,
+            "invalid_request_error",
+            "Too many requests hit the API too quickly.",
+            "rate_limit",
+            headers={"Retry-After": "2", "Stripe-Should-Retry": "true"},
+        )
+    if step == "500_api_error":
+        return stripe_error(500, "api_error", "An unknown error occurred")
+    return None
+
+
+# ---- admin ----------------------------------------------------------------------------------
+
+
+def admin_routes(state: SandboxState) -> list[Route]:
+    """The `/_sandbox/` routes: reports and mutations, no vendor auth."""
+    store = state.store
+
+    def guarded(fn: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                result = await fn(request)
+            except ApiError as error:
+                return JSONResponse({"error": error.message}, error.status)
+            except (ValueError, KeyError, TypeError) as error:
+                return JSONResponse({"error": str(error)}, 400)
+            return result if isinstance(result, Response) else ok(result)
+
+        return endpoint
+
+    async def facts(_: Request) -> dict:
+        return {**store.facts(), "faults": state.faults.name, "requests": dict(state.requests)}
+
+    async def writes(_: Request) -> list:
+        with store.lock:
+            return list(store.writes)
+
+    async def attributes(_: Request) -> dict:
+        return store.current_attributes()
+
+    async def dirt(_: Request) -> list:
+        return list(store.dirt)
+
+    async def mutations(_: Request) -> list:
+        return list(state.mutations)
+
+    async def add_event(request: Request) -> dict:
+        body = await _json_body(request)
+        store.add_event(body)
+        state.mutations.append({"kind": "event", **body})
+        return {"ok": True}
+
+    async def merge(request: Request) -> dict:
+        body = await _json_body(request)
+        store.merge(body["lead_id"], body["user_id"])
+        state.mutations.append({"kind": "merged", "lead": body["lead_id"], "user": body["user_id"]})
+        return {"ok": True}
+
+    async def contact_state(request: Request) -> dict:
+        contact_id, action = request.path_params["contact_id"], request.path_params["action"]
+        if action not in ("archive", "delete"):
+            raise ApiError(404, "not_found", f"unknown action {action}")
+        kind = "archived" if action == "archive" else "deleted"
+        store.set_contact_state(contact_id, kind)
+        state.mutations.append({"kind": kind, "contact": contact_id})
+        return {"ok": True}
+
+    async def delete_customer(request: Request) -> dict:
+        customer_id = request.path_params["customer_id"]
+        store.delete_customer(customer_id)
+        state.mutations.append({"kind": "customer_deleted", "customer": customer_id})
+        return {"ok": True}
+
+    async def subscription_status(request: Request) -> dict:
+        body = await _json_body(request)
+        event = store.set_subscription_status(request.path_params["sub_id"], body["status"])
+        state.mutations.append(
+            {"kind": "subscription_status", "subscription": request.path_params["sub_id"]}
+        )
+        return event
+
+    async def clock(request: Request) -> dict:
+        body = await _json_body(request)
+        return {"clock": store.advance_clock(int(body.get("advance_seconds", 0)))}
+
+    async def faults(request: Request) -> dict:
+        body = await _json_body(request)
+        chosen = state.set_faults(body.get("profile"), **(body.get("overrides") or {}))
+        return asdict(chosen)
+
+    routes = [
+        ("/facts", facts, "GET"),
+        ("/writes", writes, "GET"),
+        ("/attributes", attributes, "GET"),
+        ("/dirt", dirt, "GET"),
+        ("/mutations", mutations, "GET"),
+        ("/events", add_event, "POST"),
+        ("/merge", merge, "POST"),
+        ("/contacts/{contact_id}/{action}", contact_state, "POST"),
+        ("/stripe/customers/{customer_id}/delete", delete_customer, "POST"),
+        ("/stripe/subscriptions/{sub_id}/status", subscription_status, "POST"),
+        ("/clock", clock, "POST"),
+        ("/faults", faults, "POST"),
+    ]
+    return [Route(f"/_sandbox{path}", guarded(fn), methods=[m]) for path, fn, m in routes]
+
+
+def create_app(state: SandboxState) -> Starlette:
+    """The Starlette app serving both vendors and the admin API for one sandbox state."""
+    intercom = [
+        ("/contacts", list_contacts, "GET"),
+        ("/contacts/search", search_contacts, "POST"),
+        ("/contacts/find_by_external_id/{external_id:path}", find_by_external_id, "GET"),
+        ("/contacts/{contact_id}/companies", contact_companies, "GET"),
+        ("/contacts/{contact_id}", get_contact, "GET"),
+        ("/contacts/{contact_id}", update_contact, "PUT"),
+        ("/data_attributes", list_data_attributes, "GET"),
+        ("/data_attributes", create_data_attribute, "POST"),
+        ("/companies/scroll", scroll_companies, "GET"),
+        ("/events", list_events, "GET"),
+        ("/events", post_event, "POST"),
+    ]
+    routes = [
+        Route(f"/intercom{path}", vendor_route(state, "intercom", fn), methods=[method])
+        for path, fn, method in intercom
+    ]
+    for kind in STRIPE_OBJECT:
+        routes.append(
+            Route(
+                f"/stripe/v1/{kind}",
+                vendor_route(state, "stripe", stripe_list_endpoint(kind)),
+                methods=["GET"],
+            )
+        )
+        routes.append(
+            Route(
+                f"/stripe/v1/{kind}/{{object_id}}",
+                vendor_route(state, "stripe", stripe_get_endpoint(kind)),
+                methods=["GET"],
+            )
+        )
+    routes += admin_routes(state)
+    return Starlette(routes=routes)
