@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sandbox.datasets import EventLog
-from sandbox.store import Contacts, Events, Store
+from sandbox.store import STRIPE_EVENT_RETENTION_SECONDS, Contacts, Events, Store
 
 log = logging.getLogger(__name__)
 
@@ -353,9 +353,57 @@ def _add_payments(
             store.dirt.append(_dirt("refunded_charge", "charge", charge_id, users[user]))
         if k in chosen.get("deleted_customer", ()):
             deleted.append((cus_id, users[user]))
+    _add_load_events(store)
     for cus_id, user_id in deleted:
         store.deleted_customers.add(cus_id)
         store.dirt.append(_dirt("deleted_customer", "customer", cus_id, user_id))
+        customer = store.stripe["customers"].get(cus_id)
+        event = _load_event("customer.deleted", "customers", customer)
+        # Deleted an hour before the clock, so the event is still within Stripe's retention.
+        event["created"] = store.now() - 3600
+        del event["_ref"]
+        event["data"] = {"object": {"id": cus_id, "object": "customer", "deleted": True}}
+        store.stripe_add("events", event)
+
+
+# The event each object's creation emitted; refunded charges add `charge.refunded`.
+CREATION_EVENTS = {
+    "customers": "customer.created",
+    "subscriptions": "customer.subscription.created",
+    "invoices": "invoice.paid",
+    "charges": "charge.succeeded",
+    "refunds": "charge.refunded",
+}
+
+
+def _load_event(event_type: str, kind: str, obj: dict) -> dict:
+    return {
+        "id": f"evt_{obj['id'].partition('_')[2]}{len(event_type):02d}",
+        "object": "event",
+        "type": event_type,
+        "created": obj["created"],
+        "api_version": "2025-03-31.basil",
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "_ref": (kind, obj["id"] if kind != "refunds" else obj["charge"]),
+    }
+
+
+def _add_load_events(store: Store) -> None:
+    """Events for the objects created within Stripe's 30-day event retention."""
+    oldest = store.now() - STRIPE_EVENT_RETENTION_SECONDS
+    events = []
+    for kind, event_type in CREATION_EVENTS.items():
+        ref_kind = "charges" if kind == "refunds" else kind
+        for obj in store.stripe[kind].objects:
+            if obj["created"] >= oldest:
+                event = _load_event(event_type, kind, obj)
+                event["_ref"] = (ref_kind, event["_ref"][1])
+                events.append(event)
+    events.sort(key=lambda e: (e["created"], e["id"]))
+    for event in events:
+        store.stripe_add("events", event)
 
 
 def _invoice(

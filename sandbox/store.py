@@ -521,6 +521,14 @@ class Store:
         """A stored Stripe object in full: the fixture's fields overlaid with the object's."""
         if obj.get("deleted"):
             return dict(obj)
+        if "_ref" in obj:
+            # An event recorded at load time: its object is rendered as it is now.
+            ref_kind, ref_id = obj["_ref"]
+            event = {k: v for k, v in obj.items() if k != "_ref"}
+            event["data"] = {
+                "object": self.stripe_render(ref_kind, self.stripe[ref_kind].get(ref_id))
+            }
+            return event
         rendered = copy.deepcopy(self._templates[STRIPE_OBJECT[kind]])
         rendered.update(copy.deepcopy(obj))
         return rendered
