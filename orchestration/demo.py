@@ -1,14 +1,183 @@
-"""The main job end to end on the embedded default, as `make demo` runs it."""
+"""The main job end to end on the embedded default, as `make demo` runs it.
+
+The demo starts the sandbox (unless credentials point at the real services), materializes the
+`full_refresh` job through the Dagster instance in the home folder, so the runs, materializations
+and checks are there when the UI opens, and prints a summary read back from the warehouse, the
+MLflow registry and the sandbox.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.table import Table
+
+from orchestration.settings import Settings, get_settings
+
+JOB_NAME = "full_refresh"
+
+
+@dataclass
+class DemoSummary:
+    """The figures the demo prints, each read from where the pipeline stored it."""
+
+    users: int = 0
+    events: int = 0
+    sessions: int = 0
+    converters: int = 0
+    window_days: int = 7
+    goal: str = ""
+    champion_version: str | None = None
+    model_auc: float | None = None
+    logreg_auc: float | None = None
+    base_rate_auc: float | None = None
+    recommended_users: int = 0
+    contacts_written: int = 0
+    write_failures: int = 0
+    sandbox_writes: int | None = None
+    top_actions: list[tuple[str, int]] = field(default_factory=list)
+    example_user: str | None = None
+
+
+@contextlib.contextmanager
+def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
+    """The sandbox when no credentials are set, with its variables exported; else nothing."""
+    if not settings.uses_sandbox:
+        console.print(f"using the real Intercom at {settings.intercom_url} and Stripe")
+        yield None
+        return
+    from sandbox.runner import running_sandbox
+
+    console.print(f"starting the sandbox with dataset [bold]{settings.dataset}[/bold]")
+    # The demo keeps the whole event history visible (Intercom's 90-day window off), as if the
+    # older events had been loaded with `nextbest import-events`.
+    with running_sandbox(
+        settings.dataset, event_window_days=0, cache_dir=settings.cache_dir
+    ) as sandbox:
+        saved = {key: os.environ.get(key) for key in sandbox.env()}
+        os.environ.update(sandbox.env())
+        console.print(f"sandbox listening on {sandbox.base_url}")
+        try:
+            yield sandbox
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            console.print("sandbox stopped")
+
+
+def _scalar(con, sql: str, params: list | None = None):
+    row = con.execute(sql, params or []).fetchone()
+    return None if row is None else row[0]
+
+
+def read_summary(settings: Settings, run_id: str, sandbox: object | None) -> DemoSummary:
+    """Read the demo's figures back from the warehouse, MLflow and the sandbox."""
+    from ml.goals import load_goals, primary_goal
+    from orchestration.models.settings import MLSettings
+    from orchestration.warehouse import connect
+
+    goal = primary_goal(load_goals(MLSettings().goals_file))
+    summary = DemoSummary(goal=goal.name, window_days=goal.window_days)
+    with connect(settings.warehouse, read_only=True) as con:
+        summary.users = _scalar(con, "select count(*) from marts.dim_users")
+        summary.events = _scalar(con, "select count(*) from marts.fct_user_journeys")
+        summary.sessions = _scalar(con, "select count(*) from marts.fct_sessions")
+        summary.converters = _scalar(
+            con, "select count(*) from marts.fct_conversion_labels where converted_within_window"
+        )
+        summary.recommended_users = _scalar(
+            con,
+            "select count(*) from ml.next_best_actions where goal = ? and status = 'recommended'",
+            [goal.name],
+        )
+        summary.top_actions = con.execute(
+            "select action, count(*) as n from ml.next_best_actions"
+            " where goal = ? and status = 'recommended' group by action order by n desc, action"
+            " limit 5",
+            [goal.name],
+        ).fetchall()
+        summary.example_user = _scalar(
+            con,
+            "select user_id from ml.next_best_actions where goal = ? and status = 'recommended'"
+            " order by conversion_score desc, user_id limit 1",
+            [goal.name],
+        )
+        summary.contacts_written = _scalar(
+            con,
+            "select count(distinct contact_id) from activation.intercom_write_audit"
+            " where run_id = ? and status = 'ok' and not dry_run",
+            [run_id],
+        )
+        summary.write_failures = _scalar(
+            con,
+            "select count(*) from activation.intercom_write_audit"
+            " where run_id = ? and status not in ('ok', 'planned')",
+            [run_id],
+        )
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    with contextlib.suppress(Exception):
+        version = client.get_model_version_by_alias(f"nextbest-{goal.name}", "champion")
+        summary.champion_version = version.version
+        metrics = client.get_run(version.run_id).data.metrics
+        summary.model_auc = metrics.get("model_test_roc_auc")
+        summary.logreg_auc = metrics.get("logreg_test_roc_auc")
+        summary.base_rate_auc = metrics.get("base_rate_test_roc_auc")
+    if sandbox is not None:
+        summary.sandbox_writes = len(
+            [w for w in sandbox.admin.writes() if 200 <= int(w.get("status", 0)) < 300]
+        )
+    return summary
+
+
+def print_summary(summary: DemoSummary, console: Console) -> None:
+    """Print the summary and what to run next."""
+
+    def auc(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    table = Table(title="nextbest demo summary", show_header=False)
+    table.add_column("figure")
+    table.add_column("value")
+    table.add_row("users", f"{summary.users:,}")
+    table.add_row("events", f"{summary.events:,}")
+    table.add_row("sessions", f"{summary.sessions:,}")
+    table.add_row(f"converted within {summary.window_days} days", f"{summary.converters:,}")
+    table.add_row(
+        "test ROC-AUC (model / logistic regression / base rate)",
+        f"{auc(summary.model_auc)} / {auc(summary.logreg_auc)} / {auc(summary.base_rate_auc)}",
+    )
+    table.add_row(f"champion of nextbest-{summary.goal}", f"version {summary.champion_version}")
+    table.add_row("users with a next best action", f"{summary.recommended_users:,}")
+    table.add_row("contacts written to Intercom", f"{summary.contacts_written:,}")
+    if summary.sandbox_writes is not None:
+        table.add_row("attribute writes the sandbox received", f"{summary.sandbox_writes:,}")
+    table.add_row("failed write attempts", f"{summary.write_failures:,}")
+    console.print(table)
+    top = Table(title="most recommended next actions")
+    top.add_column("action")
+    top.add_column("users", justify="right")
+    for action, count in summary.top_actions:
+        top.add_row(action, f"{count:,}")
+    console.print(top)
+    console.print("next:")
+    console.print("  make ui                      # Dagster, MLflow and the sandbox in the browser")
+    if summary.example_user:
+        console.print(f"  .venv/bin/nextbest user {summary.example_user}   # one user's story")
+    console.print("  make test                    # the test suite")
 
 
 def run_demo(console: Console) -> int:
-    """Materialize every asset through the Dagster instance in the home folder.
+    """Run the whole pipeline through the Dagster instance and print the summary.
 
     Returns:
         The process exit code: 0 when every stage succeeded.
@@ -16,22 +185,33 @@ def run_demo(console: Console) -> int:
     import dagster as dg
 
     from orchestration.definitions import defs
-    from orchestration.settings import get_settings
 
     settings = get_settings()
     settings.prepare_home()
     console.print(f"[bold]nextbest demo[/bold]: home {settings.home.resolve()}")
-    definitions = defs()
-    keys = definitions.resolve_all_asset_keys()
-    console.print(f"definitions loaded: {len(keys)} assets")
-    if not keys:
-        console.print("no assets are defined yet: nothing to materialize")
-        return 0
     started = time.monotonic()
-    job = definitions.resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
-    seconds = time.monotonic() - started
-    status = "succeeded" if result.success else "failed"
-    console.print(f"run {result.run_id} {status} in {seconds:.1f} s ({len(keys)} assets)")
-    return 0 if result.success else 1
+    with _sources(settings, console) as sandbox:
+        definitions = defs()
+        job = definitions.resolve_job_def(JOB_NAME)
+        console.print(
+            f"materializing job {JOB_NAME} ({len(definitions.resolve_all_asset_keys())}"
+            " assets) through the Dagster instance in the home folder"
+        )
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
+        seconds = time.monotonic() - started
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        if not result.success:
+            console.print(
+                f"[red]run {result.run_id} failed after {seconds:.0f} s[/red];"
+                f" failed steps: {', '.join(failed) or 'see the log above'}"
+            )
+            return 1
+        console.print(f"run {result.run_id} succeeded in {seconds:.0f} s")
+        summary = read_summary(settings, result.run_id, sandbox)
+    print_summary(summary, console)
+    return 0

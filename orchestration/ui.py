@@ -1,0 +1,126 @@
+"""`make ui`: the sandbox, `dagster dev` and the MLflow UI together, stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestration.settings import PROJECT_ROOT, get_settings
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_for_port(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _port_free(port):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
+    """Start the three services, print their addresses and wait for Ctrl-C.
+
+    Returns:
+        The exit code: 0 after a clean Ctrl-C, 1 when a service could not start.
+    """
+    settings = get_settings()
+    settings.prepare_home()
+    bin_dir = Path(sys.executable).parent
+    busy = [p for p in (settings.sandbox_port, dagster_port, mlflow_port) if not _port_free(p)]
+    if busy:
+        console.print(f"[red]port(s) {busy} already in use[/red]: stop what holds them first")
+        return 1
+    env = dict(os.environ)
+    commands: list[tuple[str, list[str], int]] = []
+    if settings.uses_sandbox:
+        commands.append(
+            (
+                "sandbox",
+                [
+                    str(bin_dir / "nextbest"),
+                    "sandbox",
+                    "serve",
+                    "--dataset",
+                    settings.dataset,
+                    "--port",
+                    str(settings.sandbox_port),
+                ],
+                settings.sandbox_port,
+            )
+        )
+        # The code location reads these at run time, so runs started in the UI use the sandbox.
+        from sandbox.runner import INTERCOM_TOKEN, STRIPE_KEY
+
+        base = f"http://127.0.0.1:{settings.sandbox_port}"
+        env |= {
+            "INTERCOM_BASE_URL": f"{base}/intercom",
+            "INTERCOM_ACCESS_TOKEN": INTERCOM_TOKEN,
+            "STRIPE_BASE_URL": f"{base}/stripe",
+            "STRIPE_API_KEY": STRIPE_KEY,
+        }
+    commands.append(
+        (
+            "dagster",
+            [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(dagster_port)],
+            dagster_port,
+        )
+    )
+    if settings.tracking_uri.startswith(("sqlite:", "postgresql:")):
+        commands.append(
+            (
+                "mlflow",
+                [
+                    str(bin_dir / "mlflow"),
+                    "ui",
+                    "--backend-store-uri",
+                    settings.tracking_uri,
+                    "--default-artifact-root",
+                    str(settings.mlflow_dir / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                ],
+                mlflow_port,
+            )
+        )
+    processes: list[tuple[str, subprocess.Popen]] = []
+    try:
+        for name, command, port in commands:
+            # A new session per child, so Ctrl-C reaches us once and we stop each child cleanly.
+            proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+            processes.append((name, proc))
+            if not _wait_for_port(port, 120):
+                console.print(f"[red]{name} did not open port {port} within 120 s[/red]")
+                return 1
+            console.print(f"{name}: http://127.0.0.1:{port}")
+        console.print("all running; press Ctrl-C to stop them")
+        while all(proc.poll() is None for _, proc in processes):
+            time.sleep(1)
+        dead = [name for name, proc in processes if proc.poll() is not None]
+        console.print(f"[red]{', '.join(dead)} stopped unexpectedly[/red]")
+        return 1
+    except KeyboardInterrupt:
+        console.print("stopping")
+        return 0
+    finally:
+        for _, proc in reversed(processes):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc in processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
