@@ -94,9 +94,9 @@ def build_store(
     """
     frame = event_log.events
     tag = event_log.name
-    users, user_codes = np.unique(frame["user_id"].to_numpy(dtype=object), return_inverse=True)
+    users, user_codes = _factorize(frame["user_id"])
     n_users = len(users)
-    names, name_codes = np.unique(frame["event"].to_numpy(dtype=object), return_inverse=True)
+    names, name_codes = _factorize(frame["event"])
     times = frame["timestamp"].to_numpy(dtype=np.int64)
     # The log is sorted by user id text and time, as np.unique sorts users: codes ascend.
     order = np.lexsort((times, user_codes))
@@ -179,11 +179,22 @@ def build_store(
     return store
 
 
+def _factorize(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and each row's code; categorical columns skip the string sort."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = np.asarray(column.cat.categories, dtype=object)
+        used, codes = np.unique(column.cat.codes.to_numpy(), return_inverse=True)
+        values = categories[used]
+        order = np.argsort(values.astype(str), kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return values[order], rank[codes]
+    return np.unique(column.to_numpy(dtype=object), return_inverse=True)
+
+
 def _code_of(names: np.ndarray, name: str) -> int:
-    position = int(np.searchsorted(names, name))
-    if position >= len(names) or names[position] != name:
-        return -1
-    return position
+    hits = np.flatnonzero(names == name)
+    return int(hits[0]) if len(hits) else -1
 
 
 def _companies(tag: str, count: int, rng: np.random.Generator, since: int) -> list[dict]:
@@ -254,6 +265,11 @@ def _add_payments(
     ]
     entries.sort()
     deleted = []
+    pending: dict[str, list[dict]] = {kind: [] for kind in store.stripe}
+
+    def pending_add(kind: str, obj: dict) -> None:
+        pending[kind].append(obj)
+
     for paid_at, user, k in entries:
         contact_email = store.contacts.emails[user]
         cus_id = _stripe_id("cus", tag, user)
@@ -271,7 +287,7 @@ def _add_payments(
             customer["email"] = contact_email.upper() + " "
             customer["metadata"] = {}
             store.dirt.append(_dirt("email_only_customer", "customer", cus_id, users[user]))
-        store.stripe_add("customers", customer)
+        pending_add("customers", customer)
         sub_id = _stripe_id("sub", tag, user)
         trial = k < 0 or k in chosen.get("trial_invoice", ())
         start = customer["created"]
@@ -292,10 +308,10 @@ def _add_payments(
             "latest_invoice": None,
             "metadata": {},
         }
-        store.stripe_add("subscriptions", subscription)
+        pending_add("subscriptions", subscription)
         if trial:
             zero = _invoice(tag, f"{user}/trial", cus_id, sub_id, start, 0, "usd", customer)
-            store.stripe_add("invoices", zero)
+            pending_add("invoices", zero)
             subscription["latest_invoice"] = zero["id"]
             kind = "trial_only_customer" if k < 0 else "trial_invoice"
             store.dirt.append(_dirt(kind, "invoice", zero["id"], users[user]))
@@ -307,7 +323,7 @@ def _add_payments(
             store.dirt.append(_dirt("zero_decimal_currency", "customer", cus_id, users[user]))
             customer["currency"] = subscription["currency"] = "jpy"
         invoice = _invoice(tag, str(user), cus_id, sub_id, paid_at, amount, currency, customer)
-        store.stripe_add("invoices", invoice)
+        pending_add("invoices", invoice)
         subscription["latest_invoice"] = invoice["id"]
         charge_id = _stripe_id("ch", tag, user)
         refunded = k in chosen.get("refunded_charge", ())
@@ -335,7 +351,7 @@ def _add_payments(
             },
             "metadata": {},
         }
-        store.stripe_add("charges", charge)
+        pending_add("charges", charge)
         if refunded:
             refund = {
                 "id": _stripe_id("re", tag, user),
@@ -349,10 +365,14 @@ def _add_payments(
                 "reason": "requested_by_customer",
                 "metadata": {},
             }
-            store.stripe_add("refunds", refund)
+            pending_add("refunds", refund)
             store.dirt.append(_dirt("refunded_charge", "charge", charge_id, users[user]))
         if k in chosen.get("deleted_customer", ()):
             deleted.append((cus_id, users[user]))
+    for kind, objects in pending.items():
+        # One sort per table: objects of one user are made out of `created` order.
+        for obj in sorted(objects, key=lambda o: o["created"]):
+            store.stripe_add(kind, obj)
     _add_load_events(store)
     for cus_id, user_id in deleted:
         store.deleted_customers.add(cus_id)

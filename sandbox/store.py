@@ -68,7 +68,8 @@ class StripeTable:
             position = bisect.bisect_right(self.created, obj["created"])
             self.objects.insert(position, obj)
             self.created.insert(position, obj["created"])
-            self.index = {o["id"]: i for i, o in enumerate(self.objects)}
+            for i in range(position, len(self.objects)):
+                self.index[self.objects[i]["id"]] = i
             return
         self.index[obj["id"]] = len(self.objects)
         self.objects.append(obj)
