@@ -1,12 +1,42 @@
 -- One row per Intercom contact: the app user it belongs to. A live (or deleted, archived)
 -- contact is its own user: the external id when it has one, else its Intercom id. A merged
 -- lead belongs to the contact it was merged into: the id the ingestion recorded, else the
--- only live contact with role user that shares its e-mail. A merged lead with neither is
--- listed in int_users__ambiguous_matches and belongs to nobody.
+-- only live contact with role user that shares its e-mail. Intercom answers a merged lead
+-- with 404, so a lead tombstoned as `not_found` whose e-mail belongs to exactly one live
+-- user counts as merged into that user too. A merged lead with no target is listed in
+-- int_users__ambiguous_matches and belongs to nobody.
 with
 
 contacts as (
     select * from {{ ref('stg_intercom__contacts') }}
+),
+
+live_users_by_email as (
+    select
+        email_normalized,
+        min(contact_id) as contact_id,
+        count(*) as n_contacts
+    from contacts
+    where not is_deleted and role = 'user' and email_normalized is not null
+    group by email_normalized
+),
+
+classified as (
+    select
+        contacts.*,
+        coalesce(
+            contacts.deleted_reason = 'merged'
+            or (
+                contacts.deleted_reason = 'not_found'
+                and contacts.role = 'lead'
+                and live_users_by_email.n_contacts = 1
+            ),
+            false
+        ) as is_merged_lead
+    from contacts
+    left join live_users_by_email
+        on contacts.email_normalized = live_users_by_email.email_normalized
+            and live_users_by_email.n_contacts = 1
 ),
 
 own_users as (
@@ -16,45 +46,35 @@ own_users as (
         email_normalized,
         role,
         is_deleted
-    from contacts
-    where coalesce(deleted_reason, '') != 'merged'
+    from classified
+    where not is_merged_lead
 ),
 
 merged as (
     select
-        contact_id,
-        email_normalized,
-        merged_into_contact_id
-    from contacts
-    where deleted_reason = 'merged'
-),
-
-live_users_by_email as (
-    select
-        email_normalized,
-        min(contact_id) as contact_id,
-        count(*) as n_contacts
-    from own_users
-    where not is_deleted and role = 'user' and email_normalized is not null
-    group by email_normalized
+        classified.contact_id,
+        classified.merged_into_contact_id,
+        live_users_by_email.contact_id as email_target_contact_id
+    from classified
+    left join live_users_by_email
+        on classified.email_normalized = live_users_by_email.email_normalized
+            and live_users_by_email.n_contacts = 1
+    where classified.is_merged_lead
 ),
 
 merged_targets as (
     select
         merged.contact_id,
-        coalesce(by_id.user_id, by_email_target.user_id) as user_id,
+        coalesce(by_id.user_id, by_email.user_id) as user_id,
         case
             when by_id.user_id is not null then 'merged_into_id'
-            when by_email_target.user_id is not null then 'merged_same_email'
+            when by_email.user_id is not null then 'merged_same_email'
         end as link_method
     from merged
     left join own_users as by_id
         on merged.merged_into_contact_id = by_id.contact_id
-    left join live_users_by_email
-        on merged.email_normalized = live_users_by_email.email_normalized
-            and live_users_by_email.n_contacts = 1
-    left join own_users as by_email_target
-        on live_users_by_email.contact_id = by_email_target.contact_id
+    left join own_users as by_email
+        on merged.email_target_contact_id = by_email.contact_id
 ),
 
 final as (

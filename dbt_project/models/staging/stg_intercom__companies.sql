@@ -20,11 +20,11 @@ final as (
         {{ json_text('payload', ['company_id']) }} as app_company_id,
         {{ json_text('payload', ['name']) }} as company_name,
         {{ json_text('payload', ['plan', 'name']) }} as company_plan,
-        {{ dbt.safe_cast(json_text('payload', ['size']), dbt.type_bigint()) }} as company_size,
+        {{ safe_number(json_text('payload', ['size']), dbt.type_bigint()) }} as company_size,
         {{ json_text('payload', ['industry']) }} as company_industry,
-        {{ dbt.safe_cast(json_text('payload', ['monthly_spend']), dbt.type_numeric()) }}
+        {{ safe_number(json_text('payload', ['monthly_spend']), dbt.type_numeric()) }}
             as company_monthly_spend,
-        {{ dbt.safe_cast(json_text('payload', ['user_count']), dbt.type_bigint()) }}
+        {{ safe_number(json_text('payload', ['user_count']), dbt.type_bigint()) }}
             as company_user_count,
         {{ epoch_to_timestamp(epoch_seconds(json_text('payload', ['created_at']))) }}
             as created_at,

@@ -22,7 +22,7 @@ typed as (
         contact_id,
         attribute_name,
         attribute_value,
-        {{ dbt.safe_cast('attribute_value', dbt.type_numeric()) }} as numeric_value
+        {{ safe_number('attribute_value', dbt.type_numeric()) }} as numeric_value
     from attributes
 ),
 

@@ -28,10 +28,10 @@ parsed as (
         coalesce({{ json_text('payload', ['paid']) }} = 'true', false) as is_paid,
         coalesce({{ json_text('payload', ['refunded']) }} = 'true', false) as is_refunded_flag,
         lower({{ json_text('payload', ['currency']) }}) as currency,
-        {{ dbt.safe_cast(json_text('payload', ['amount']), dbt.type_bigint()) }}
+        {{ safe_number(json_text('payload', ['amount']), dbt.type_bigint()) }}
             as amount_minor,
         coalesce(
-            {{ dbt.safe_cast(json_text('payload', ['amount_refunded']), dbt.type_bigint()) }},
+            {{ safe_number(json_text('payload', ['amount_refunded']), dbt.type_bigint()) }},
             0
         ) as amount_refunded_minor,
         {{ epoch_seconds(json_text('payload', ['created'])) }} as created_epoch,

@@ -31,9 +31,9 @@ parsed as (
         {{ json_text('payload', ['status']) }} as invoice_status,
         {{ json_text('payload', ['billing_reason']) }} as billing_reason,
         lower({{ json_text('payload', ['currency']) }}) as currency,
-        {{ dbt.safe_cast(json_text('payload', ['amount_paid']), dbt.type_bigint()) }}
+        {{ safe_number(json_text('payload', ['amount_paid']), dbt.type_bigint()) }}
             as amount_paid_minor,
-        {{ dbt.safe_cast(json_text('payload', ['total']), dbt.type_bigint()) }}
+        {{ safe_number(json_text('payload', ['total']), dbt.type_bigint()) }}
             as total_minor,
         {{ epoch_seconds(json_text('payload', ['created'])) }} as created_epoch,
         {{ epoch_seconds(json_text('payload', ['status_transitions', 'paid_at'])) }}

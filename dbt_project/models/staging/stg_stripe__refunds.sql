@@ -24,7 +24,7 @@ parsed as (
         {{ json_text('payload', ['charge']) }} as charge_id,
         {{ json_text('payload', ['status']) }} as refund_status,
         lower({{ json_text('payload', ['currency']) }}) as currency,
-        {{ dbt.safe_cast(json_text('payload', ['amount']), dbt.type_bigint()) }}
+        {{ safe_number(json_text('payload', ['amount']), dbt.type_bigint()) }}
             as amount_minor,
         {{ epoch_seconds(json_text('payload', ['created'])) }} as created_epoch
     from latest
