@@ -158,6 +158,7 @@ def get_settings() -> Settings:
 # their code; this list is how the CLI and the README find them all.
 SETTINGS_CLASSES = [
     "orchestration.settings:Settings",
+    "orchestration.ingest.settings:IngestSettings",
     "orchestration.activation.settings:ActivationSettings",
     "sandbox.settings:SandboxSettings",
     "deploy.settings:DeploySettings",

@@ -27,6 +27,7 @@ from orchestration.clients.retrying import (
     ClientStats,
     RateBudget,
     RetryableError,
+    ServerClock,
     backoff_wait,
     parse_int_header,
     wait_for_reset,
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 INTERCOM_VERSION = "2.14"
 MAX_PER_PAGE = 150
+# The events list takes at most 100 a page (contacts take 150).
+MAX_EVENTS_PER_PAGE = 100
 
 
 class IntercomError(Exception):
@@ -188,6 +191,7 @@ class _IntercomBase:
         self.max_attempts = max_attempts
         self.stats = ClientStats()
         self.budget = RateBudget(reserve=throttle_reserve, cap=rate_limit_cap)
+        self.clock = ServerClock()
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Intercom-Version": INTERCOM_VERSION,
@@ -195,9 +199,14 @@ class _IntercomBase:
         }
         self._wait = backoff_wait(initial=initial_backoff, maximum=max_backoff, cap=rate_limit_cap)
 
-    def _retry_kwargs(self) -> dict[str, Any]:
+    def _retry_kwargs(self, retry_server_errors: bool = True) -> dict[str, Any]:
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, IntercomServerError) and not retry_server_errors:
+                return False
+            return isinstance(error, RetryableError)
+
         return {
-            "retry": tenacity.retry_if_exception_type(RetryableError),
+            "retry": tenacity.retry_if_exception(retryable),
             "stop": tenacity.stop_after_attempt(self.max_attempts),
             "wait": self._wait,
             "reraise": True,
@@ -213,6 +222,7 @@ class _IntercomBase:
     def _check(self, response: httpx.Response) -> dict | None:
         self.stats.record_response(response.status_code)
         self.budget.release(response.headers)
+        self.clock.observe(response.headers)
         if response.is_success:
             return _decode(response)
         raise error_from_response(response)
@@ -269,15 +279,19 @@ class IntercomClient(_IntercomBase):
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        retry_server_errors: bool = True,
     ) -> dict | None:
         """Send one request with throttling and retries; the decoded JSON answer or None (202).
+
+        `retry_server_errors=False` leaves 5xx to the caller, for reads such as a scroll that
+        must start over rather than repeat a page.
 
         Raises:
             IntercomError: A 4xx that cannot succeed (at once), or retries spent on 429, 5xx or
                 connection errors (`IntercomRateLimited`, `IntercomServerError`,
                 `IntercomConnectionError`).
         """
-        for attempt in tenacity.Retrying(**self._retry_kwargs()):
+        for attempt in tenacity.Retrying(**self._retry_kwargs(retry_server_errors)):
             with attempt:
                 return self._attempt(method, path, params, json)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -348,7 +362,7 @@ class IntercomClient(_IntercomBase):
         *,
         intercom_user_id: str | None = None,
         user_id: str | None = None,
-        per_page: int = MAX_PER_PAGE,
+        per_page: int = MAX_EVENTS_PER_PAGE,
     ) -> Iterator[dict]:
         """One contact's events (Intercom keeps 90 days), newest first, following `pages.next`."""
         path, params = events_request(intercom_user_id, user_id, per_page)
@@ -363,9 +377,14 @@ class IntercomClient(_IntercomBase):
     # Companies -------------------------------------------------------------------------------
 
     def scroll_companies_page(self, scroll_param: str | None = None) -> dict:
-        """One page of the companies scroll (the caller restarts on expiry; see ingest)."""
+        """One page of the companies scroll.
+
+        A 5xx is not retried here: after one, the whole scroll must start again (the caller
+        restarts it, as it does on expiry).
+        """
         params = {"scroll_param": scroll_param} if scroll_param else None
-        return self.request("GET", "/companies/scroll", params=params) or {}
+        page = self.request("GET", "/companies/scroll", params=params, retry_server_errors=False)
+        return page or {}
 
     # Data attributes -------------------------------------------------------------------------
 
@@ -432,9 +451,10 @@ class AsyncIntercomClient(_IntercomBase):
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        retry_server_errors: bool = True,
     ) -> dict | None:
         """Send one request with throttling and retries (see `IntercomClient.request`)."""
-        async for attempt in tenacity.AsyncRetrying(**self._retry_kwargs()):
+        async for attempt in tenacity.AsyncRetrying(**self._retry_kwargs(retry_server_errors)):
             with attempt:
                 return await self._attempt(method, path, params, json)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -455,7 +475,7 @@ class AsyncIntercomClient(_IntercomBase):
         *,
         intercom_user_id: str | None = None,
         user_id: str | None = None,
-        per_page: int = MAX_PER_PAGE,
+        per_page: int = MAX_EVENTS_PER_PAGE,
     ) -> AsyncIterator[dict]:
         """One contact's events, newest first, following `pages.next`."""
         path, params = events_request(intercom_user_id, user_id, per_page)

@@ -6,6 +6,7 @@ can be tested without a server; tenacity runs the attempts.
 
 from __future__ import annotations
 
+import email.utils
 import random
 import threading
 import time
@@ -82,6 +83,42 @@ class ClientStats:
     def difference(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
         """What happened between two snapshots."""
         return {key: round(value - before.get(key, 0), 3) for key, value in after.items()}
+
+
+class ServerClock:
+    """The server's clock, from the `Date` header of its answers.
+
+    Incremental cursors must be in the server's time: a sandbox (or a skewed host) may live
+    at another date than this machine. Until an answer with a `Date` came, local time is used.
+    """
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self.pinned = False
+
+    def pin(self, offset: float) -> None:
+        """Fix the offset (server minus local seconds), ignoring `Date` from now on.
+
+        For a server whose `Date` is not its data's clock, such as the sandbox.
+        """
+        self.offset, self.pinned = offset, True
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Record the offset between the server's `Date` and local time."""
+        if self.pinned:
+            return
+        value = _header(headers, "Date")
+        if not value:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        self.offset = server - time.time()
+
+    def now(self) -> int:
+        """The server's current time in Unix seconds."""
+        return int(time.time() + (self.offset or 0.0))
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -22,14 +22,15 @@ from orchestration.clients.retrying import (
     DEFAULT_JITTER_SECONDS,
     ClientStats,
     RetryableError,
+    ServerClock,
     backoff_wait,
 )
 
 log = logging.getLogger(__name__)
 
-# Pinned so a new SDK in the lock file cannot change the shape of what lands in the warehouse.
-# Invoices of this version carry the subscription at `parent.subscription_details`.
-STRIPE_API_VERSION = "2026-10-28.endive"
+# Pinned so a new SDK in the lock file cannot change the shape of what lands in the warehouse:
+# the first version whose invoices carry the subscription at `parent.subscription_details`.
+STRIPE_API_VERSION = "2025-03-31.basil"
 DEFAULT_STRIPE_URL = "https://api.stripe.com"
 
 
@@ -97,6 +98,7 @@ class RetryingHTTPClient(stripe.HTTPXClient):
         self.max_attempts = max_attempts
         self.retry_after_cap = retry_after_cap
         self.stats = ClientStats()
+        self.clock = ServerClock()
         self._wait = backoff_wait(initial=initial_backoff, maximum=max_backoff, cap=retry_after_cap)
 
     def request_with_retries(
@@ -140,6 +142,7 @@ class RetryingHTTPClient(stripe.HTTPXClient):
             raise
         _, status, response_headers = response
         self.stats.record_response(status)
+        self.clock.observe(response_headers)
         if status >= 400 and should_retry(status, response_headers):
             raise _RetryableAnswer(
                 response,
