@@ -12,7 +12,6 @@ inspect and mutate the same store.
 from __future__ import annotations
 
 import bisect
-import copy
 import json
 import math
 import threading
@@ -530,9 +529,8 @@ class Store:
                 "object": self.stripe_render(ref_kind, self.stripe[ref_kind].get(ref_id))
             }
             return event
-        rendered = copy.deepcopy(self._templates[STRIPE_OBJECT[kind]])
-        rendered.update(copy.deepcopy(obj))
-        return rendered
+        # A shallow merge: nested values are shared, and answers are serialised right away.
+        return {**self._templates[STRIPE_OBJECT[kind]], **obj}
 
     def stripe_event(
         self, event_type: str, kind: str, obj: dict, previous: dict | None = None
