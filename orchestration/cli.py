@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -89,6 +92,20 @@ def ui(
     from orchestration.ui import run_ui
 
     raise typer.Exit(run_ui(console, dagster_port, mlflow_port))
+
+
+@app.command("import-events")
+def import_events(
+    file: Annotated[Path, typer.Argument(help="Export of events: CSV, or JSON lines (.jsonl).")],
+    column: Annotated[
+        list[str] | None,
+        typer.Option("--column", help="Map a column of the file: FILE_COLUMN=event_name, ..."),
+    ] = None,
+) -> None:
+    """Load an export of older Intercom events into the warehouse, de-duplicated."""
+    from orchestration.ingest.import_events import run_cli
+
+    raise typer.Exit(run_cli(file, column or [], console))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m orchestration.cli`
