@@ -9,6 +9,7 @@ import dagster as dg
 from orchestration.activation import store
 from orchestration.activation.plan import (
     Plan,
+    declared_primary_goal,
     plan_writes,
     primary_goal,
     read_recommendations,
@@ -70,7 +71,7 @@ def build_plan(
             raise WriteBackError(
                 "ml.next_best_actions is missing: materialize next_best_actions first"
             )
-        goal = primary_goal(con, activation.goal)
+        goal = primary_goal(con, activation.goal, declared_primary_goal())
         recommendations = read_recommendations(con, goal, scope)
         contacts = [r.contact_id for r in recommendations if r.contact_id]
         state = store.read_state(con, contacts if scope is not None else None)

@@ -202,35 +202,40 @@ def read_recommendations(
     return [Recommendation(*row) for row in con.execute(sql, params).fetchall()]
 
 
-def primary_goal(con: duckdb.DuckDBPyConnection, configured: str) -> str:
-    """The goal that feeds Intercom: the configured one, else the only or primary goal.
+def declared_primary_goal() -> str | None:
+    """The primary goal of the goals file the models use, or None when it cannot be read."""
+    try:
+        from ml.goals import load_goals
+        from ml.goals import primary_goal as primary_of
+        from ml.settings import MLSettings
+
+        return primary_of(load_goals(MLSettings().goals_file)).name
+    except (ImportError, ValueError, OSError, StopIteration):
+        return None
+
+
+def primary_goal(con: duckdb.DuckDBPyConnection, configured: str, declared: str | None) -> str:
+    """The goal that feeds Intercom: the configured one, else the declared primary one.
+
+    Args:
+        con: The warehouse.
+        configured: `NEXTBEST_ACTIVATION_GOAL`, empty when unset.
+        declared: The goals file's primary goal, None when unknown.
 
     Raises:
-        ValueError: Several goals and none marked primary, or the configured goal has no rows.
+        ValueError: The chosen goal has no rows while others do, or no goal can be chosen.
     """
-    goals = [
+    goals = sorted(
         row[0] for row in con.execute("select distinct goal from ml.next_best_actions").fetchall()
-    ]
-    if configured:
-        if goals and configured not in goals:
-            raise ValueError(f"goal {configured!r} has no rows in ml.next_best_actions: {goals}")
-        return configured
+    )
+    chosen = configured or declared
+    if chosen:
+        if goals and chosen not in goals:
+            raise ValueError(f"goal {chosen!r} has no rows in ml.next_best_actions: {goals}")
+        return chosen
     if len(goals) <= 1:
         return goals[0] if goals else ""
-    columns = {
-        row[0]
-        for row in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'ml' and table_name = 'next_best_actions'"
-        ).fetchall()
-    }
-    if "is_primary" in columns:
-        found = con.execute(
-            "select distinct goal from ml.next_best_actions where is_primary"
-        ).fetchall()
-        if len(found) == 1:
-            return found[0][0]
     raise ValueError(
-        f"ml.next_best_actions holds goals {sorted(goals)} and none is marked primary; "
+        f"ml.next_best_actions holds goals {goals} and none is declared primary; "
         "set NEXTBEST_ACTIVATION_GOAL"
     )

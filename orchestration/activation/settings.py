@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ActivationSettings(BaseSettings):
     """How next best actions reach Intercom, and how fast the live loop reacts."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     dry_run: bool = Field(
         default=False,
