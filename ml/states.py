@@ -95,4 +95,5 @@ def next_new_action(
     if stop_step is not None:
         stop = merged["user_id"].map(stop_step)
         action = action.where(stop.isna() | (merged["next_step"] < stop))
-    return pd.Series(action.to_numpy(), index=states.index, name="next_action")
+    values = [None if pd.isna(a) else a for a in action.to_numpy()]
+    return pd.Series(values, index=states.index, name="next_action", dtype="object")

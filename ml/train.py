@@ -162,7 +162,8 @@ def train_goal(
     """Split, fit the calibrated XGBoost model and both baselines, and measure all on test.
 
     Args:
-        frame: Output of `label_snapshots`; only `trainable` rows are used.
+        frame: Output of `label_snapshots`; only `trainable` rows are used. A `split`
+            column, when present, is used as is (NA rows are left out).
         spec: The feature encoding.
         goal: The goal being modelled.
         seed: Seeds the trees' sampling and the logistic regression.
@@ -175,7 +176,8 @@ def train_goal(
         TrainingError: A split is empty or holds a single class.
     """
     rows = frame.loc[frame["trainable"]].copy()
-    rows["split"] = time_split(rows, valid_fraction, test_fraction)
+    if "split" not in rows.columns:
+        rows["split"] = time_split(rows, valid_fraction, test_fraction)
     dropped = int(rows["split"].isna().sum())
     rows = rows.loc[rows["split"].notna()]
     splits = {name: rows.loc[rows["split"] == name] for name in SPLITS}

@@ -23,7 +23,7 @@ HAZARD_WEIGHTS = {
     "connect_data": 1.1,
     "view_report": 0.3,
 }
-BASE_LOGIT = -4.2
+BASE_LOGIT = -5.0
 START = pd.Timestamp("2024-01-01")
 
 

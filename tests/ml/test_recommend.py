@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from ml.catalogue import Action, Catalogue
+from ml.recommend import build_support, recommend
+
+CATALOGUE = Catalogue(
+    actions=(Action("a", "Do A"), Action("b", "Do B"), Action("c", "Do C")),
+    conversion_event="pay",
+    source="test",
+)
+
+
+def _states(rows):
+    frame = pd.DataFrame(
+        rows, columns=["user_id", "n_action__a", "n_action__b", "n_action__c", "last_action"]
+    )
+    frame["previous_action"] = None
+    frame["n_events"] = frame[["n_action__a", "n_action__b", "n_action__c"]].sum(axis=1)
+    frame["step_number"] = frame["n_events"]
+    return frame
+
+
+def _support(min_similar=3):
+    # three converters seen after doing only a (then b, b, c next); one after a and b (then c)
+    converters = _states(
+        [
+            ("k1", 1, 0, 0, "a"),
+            ("k2", 1, 0, 0, "a"),
+            ("k3", 1, 0, 0, "a"),
+            ("k4", 1, 1, 0, "b"),
+        ]
+    )
+    nxt = pd.Series(["b", "b", "c", "c"])
+    return build_support(converters, nxt, CATALOGUE.events, min_similar)
+
+
+def _predict(frame):
+    # a made-up model: c helps most, b a little
+    return 0.1 + 0.2 * frame["n_action__c"].to_numpy() + 0.05 * frame["n_action__b"].to_numpy()
+
+
+def test_support_shares_come_from_the_most_specific_group_with_enough_points():
+    support = _support()
+    shares, n, level = support.lookup(_states([("u", 1, 0, 0, "a"), ("v", 1, 1, 0, "b")]))
+    # u matches the three a-only converters: b 2/3, c 1/3
+    assert np.allclose(shares.loc[0, ["a", "b", "c"]], [0, 2 / 3, 1 / 3])
+    assert n[0] == 3 and level[0] == "same actions done and same last action"
+    # v has no group of 3; all four converters: c next 2 of 4 open, b 2 of 3 open
+    assert np.allclose(shares.loc[1, ["b", "c"]], [2 / 3, 0.5])
+    assert n[1] == 4 and level[1] == "all converters"
+
+
+def test_supported_candidates_are_ranked_by_lift_and_the_reason_has_the_numbers():
+    recs = recommend(_states([("u", 1, 0, 0, "a")]), _predict, CATALOGUE, _support(), 0.2, 7)
+    row = recs.iloc[0]
+    assert (row["status"], row["action"], row["action_label"]) == ("recommended", "c", "Do C")
+    assert np.isclose(row["lift"], 0.2) and np.isclose(row["conversion_score"], 0.1)
+    assert json.loads(row["alternatives"]) == [{"action": "b", "label": "Do B", "lift": 0.05}]
+    assert row["reason"].startswith("33% of 3 similar users who converted did this next")
+    assert "from 10.0% to 30.0%" in row["reason"]
+
+
+def test_an_unsupported_action_is_not_proposed_however_large_its_lift():
+    recs = recommend(_states([("u", 1, 0, 0, "a")]), _predict, CATALOGUE, _support(), 0.5, 7)
+    assert recs.loc[0, "action"] == "b"
+    assert json.loads(recs.loc[0, "alternatives"]) == []
+
+
+def test_done_actions_are_never_proposed_and_users_without_options_get_a_reason():
+    states = _states([("done", 2, 1, 1, "c"), ("ab", 1, 1, 0, "b"), ("none", 1, 0, 0, "a")])
+    recs = recommend(states, _predict, CATALOGUE, _support(), 0.9, 7).set_index("user_id")
+    assert recs.loc["done", "status"] == "all_actions_done"
+    assert recs.loc["done", "reason"] == "every action of the catalogue is already done"
+    # nothing reaches 90% support: a stated reason, no action
+    assert recs.loc["ab", "status"] == "no_supported_candidate"
+    assert recs.loc["ab", "action"] is None and "90%" in recs.loc["ab", "reason"]
+    loose = recommend(states, _predict, CATALOGUE, _support(), 0.0, 7).set_index("user_id")
+    assert loose.loc["ab", "action"] == "c"
+    assert loose.loc["none", "action"] in {"b", "c"}
