@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from world import World, make_world
+from ml_world import World, make_world
 
 
 @pytest.fixture(scope="session")
