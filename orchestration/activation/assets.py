@@ -24,26 +24,12 @@ from orchestration.activation.writeback import (
     send_writes,
     utc_now,
 )
-from orchestration.clients.intercom import AsyncIntercomClient, IntercomClient
+from orchestration.resources import IntercomResource
 from orchestration.settings import Settings, get_settings
 from orchestration.warehouse import warehouse
 
 ASSET_KEY = dg.AssetKey("intercom_next_best_actions")
 NEXT_BEST_ACTIONS_KEY = dg.AssetKey("next_best_actions")
-
-
-def intercom_credentials(settings: Settings) -> tuple[str, str]:
-    """Base URL and token of the Intercom to write to.
-
-    Raises:
-        WriteBackError: No token is set, so there is nowhere to write.
-    """
-    if not settings.intercom_access_token:
-        raise WriteBackError(
-            "INTERCOM_ACCESS_TOKEN is not set: export a token, or start the sandbox "
-            "(`nextbest sandbox serve`) and export the variables it prints"
-        )
-    return settings.intercom_url, settings.intercom_access_token
 
 
 def _has_table(con: Any, schema: str, table: str) -> bool:
@@ -85,12 +71,15 @@ def run_write_back(
     activation: ActivationSettings,
     scope: list[str] | None = None,
     log: Any = None,
+    intercom: IntercomResource | None = None,
 ) -> dict[str, Any]:
     """Plan, send (unless dry-run), and record one write-back; returns its numbers.
 
     Raises:
         WriteBackError: Nothing can be written safely; the attempts so far are recorded first.
+        MissingCredentials: There are writes to send and no Intercom token is set.
     """
+    intercom = intercom or IntercomResource()
     started = time.perf_counter()
     goal, plan = build_plan(settings, activation, scope)
     counts = plan.counts()
@@ -114,14 +103,13 @@ def run_write_back(
         rows = plan_rows(plan.invalid_writes)
         valid = plan.valid_writes
         if valid:
-            base_url, token = intercom_credentials(settings)
-            with IntercomClient(base_url, token) as client:
+            with intercom.client() as client:
                 attributes = ensure_data_attributes(client)
                 metadata["attributes_created"] = len(attributes["created"])
                 if attributes["created"] and log:
                     log.info(f"created contact attributes {attributes['created']}")
             try:
-                outcome, stats = asyncio.run(_send(base_url, token, valid, activation.concurrency))
+                outcome, stats = asyncio.run(_send(intercom, valid, activation.concurrency))
             except WriteBackError as exc:
                 failure = exc
                 outcome, stats = getattr(exc, "outcome", SendOutcome()), {}
@@ -145,9 +133,9 @@ def run_write_back(
 
 
 async def _send(
-    base_url: str, token: str, writes: list, concurrency: int
+    intercom: IntercomResource, writes: list, concurrency: int
 ) -> tuple[SendOutcome, dict[str, float]]:
-    async with AsyncIntercomClient(base_url, token, max_connections=concurrency) as client:
+    async with intercom.async_client(max_connections=concurrency) as client:
         try:
             outcome = await send_writes(client, writes, concurrency=concurrency)
         finally:
@@ -167,7 +155,9 @@ async def _send(
         "activation.intercom_write_audit."
     ),
 )
-def intercom_next_best_actions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def intercom_next_best_actions(
+    context: dg.AssetExecutionContext, intercom: IntercomResource
+) -> dg.MaterializeResult:
     """Write changed next best actions to Intercom."""
     metadata = run_write_back(
         context.run_id,
@@ -175,6 +165,7 @@ def intercom_next_best_actions(context: dg.AssetExecutionContext) -> dg.Material
         get_activation_settings(),
         scope=contact_scope(context.run.tags),
         log=context.log,
+        intercom=intercom,
     )
     return dg.MaterializeResult(metadata=metadata)
 

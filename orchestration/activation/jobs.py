@@ -37,6 +37,16 @@ RAW_KEYS = (
 )
 
 
+# Raw assets whose run config takes `full_refresh` (the ingestion's `IngestConfig`).
+FULL_REFRESH_KEYS = tuple(key for key in RAW_KEYS if key != "raw/intercom_contact_companies")
+
+
+def full_refresh_config() -> dict:
+    """Run config that makes every ingestion asset ignore its incremental cursor."""
+    ops = {key.replace("/", "__"): {"config": {"full_refresh": True}} for key in FULL_REFRESH_KEYS}
+    return {"ops": ops}
+
+
 def _select(text: str) -> dg.AssetSelection:
     return dg.AssetSelection.from_string(text)
 
@@ -47,6 +57,7 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             "full_refresh",
             selection=_select(PIPELINE),
+            config=full_refresh_config(),
             tags={FULL_REFRESH_TAG: "true", **WRITES},
             description="Re-read every source in full, rebuild the models, train, score and "
             "write back.",

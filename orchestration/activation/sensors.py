@@ -3,10 +3,9 @@
 import dagster as dg
 import duckdb
 
-from orchestration.activation.assets import intercom_credentials
 from orchestration.activation.live import LiveCursor, Tick, evaluate, warehouse_view
 from orchestration.activation.settings import get_activation_settings
-from orchestration.clients.intercom import IntercomClient
+from orchestration.resources import IntercomResource
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 
@@ -35,7 +34,7 @@ def tick(cursor_text: str | None) -> Tick:
         con.close()
     if not outstanding:
         return Tick(cursor=cursor, skip_reason="no outstanding recommendations in Intercom yet")
-    with IntercomClient(*intercom_credentials(settings)) as client:
+    with IntercomResource().client() as client:
         return evaluate(
             cursor,
             client,

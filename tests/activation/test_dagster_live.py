@@ -11,6 +11,7 @@ from orchestration.activation import defs as activation_defs
 from orchestration.activation.assets import failed_attempts_within_limit, intercom_next_best_actions
 from orchestration.activation.scope import CONTACT_IDS_TAG, TRIGGER_TAG
 from orchestration.activation.sensors import LIVE_JOB_NAME, build_live_sensor
+from orchestration.resources import IntercomResource
 from orchestration.warehouse import warehouse
 
 
@@ -32,6 +33,7 @@ def materialize(instance, tags=None):
     return dg.materialize(
         [intercom_next_best_actions, failed_attempts_within_limit],
         instance=instance,
+        resources={"intercom": IntercomResource()},
         tags=tags,
         raise_on_error=False,
     )
