@@ -10,7 +10,8 @@
     {%- set names = var('action_names', none) -%}
     {%- if names is none -%}
         {%- set names = [] -%}
-        {%- if execute -%}
+        {#- A missing table (a lint or a first compile before any build) means no names. -#}
+        {%- if execute and load_relation(events_relation) is not none -%}
             {%- set query -%}
                 select event_name
                 from {{ events_relation }}

@@ -35,17 +35,18 @@ classified as (
         ) as is_merged_lead
     from contacts
     left join live_users_by_email
-        on contacts.email_normalized = live_users_by_email.email_normalized
+        on
+            contacts.email_normalized = live_users_by_email.email_normalized
             and live_users_by_email.n_contacts = 1
 ),
 
 own_users as (
     select
         contact_id,
-        coalesce(external_id, contact_id) as user_id,
         email_normalized,
         role,
-        is_deleted
+        is_deleted,
+        coalesce(external_id, contact_id) as user_id
     from classified
     where not is_merged_lead
 ),
@@ -57,7 +58,8 @@ merged as (
         live_users_by_email.contact_id as email_target_contact_id
     from classified
     left join live_users_by_email
-        on classified.email_normalized = live_users_by_email.email_normalized
+        on
+            classified.email_normalized = live_users_by_email.email_normalized
             and live_users_by_email.n_contacts = 1
     where classified.is_merged_lead
 ),

@@ -15,7 +15,8 @@ user_map as (
 ),
 
 known_users as (
-    select distinct user_id from user_map where not is_merged
+    select distinct user_id from user_map
+    where not is_merged
 ),
 
 email_matches as (
@@ -38,9 +39,9 @@ final as (
         customers.email_normalized,
         customers.is_deleted,
         metadata_user.user_id as metadata_user_id,
-        coalesce(email_matches.n_contacts, 0) as n_email_contacts,
         email_matches.user_id as email_user_id,
-        email_matches.contact_ids as email_contact_ids
+        email_matches.contact_ids as email_contact_ids,
+        coalesce(email_matches.n_contacts, 0) as n_email_contacts
     from customers
     left join known_users as metadata_user on customers.app_user_id = metadata_user.user_id
     left join email_matches on customers.email_normalized = email_matches.email_normalized

@@ -12,12 +12,12 @@ candidates as (
 linked as (
     select
         customer_id,
+        is_deleted,
         coalesce(
             metadata_user_id,
             case when app_user_id is null and n_email_contacts = 1 then email_user_id end
         ) as user_id,
-        case when metadata_user_id is not null then 'metadata' else 'email' end as link_method,
-        is_deleted
+        case when metadata_user_id is not null then 'metadata' else 'email' end as link_method
     from candidates
 ),
 

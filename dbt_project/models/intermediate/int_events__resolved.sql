@@ -55,7 +55,8 @@ final as (
     left join users as by_external_id
         on events.contact_id is null and events.external_id = by_external_id.user_id
     left join unique_emails as by_email
-        on events.contact_id is null
+        on
+            events.contact_id is null
             and events.external_id is null
             and events.email_normalized = by_email.email_normalized
 )

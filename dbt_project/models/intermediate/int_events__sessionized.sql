@@ -35,10 +35,14 @@ ordered as (
         distinct_events.*,
         users.signed_up_epoch,
         row_number() over journey as step_number,
-        occurred_epoch - lag(occurred_epoch) over journey as seconds_since_previous
+        distinct_events.occurred_epoch
+        - lag(distinct_events.occurred_epoch) over journey as seconds_since_previous
     from distinct_events
     inner join users on distinct_events.user_id = users.user_id
-    window journey as (partition by distinct_events.user_id order by occurred_epoch, event_id)
+    window journey as (
+        partition by distinct_events.user_id
+        order by distinct_events.occurred_epoch, distinct_events.event_id
+    )
 ),
 
 flagged as (
@@ -52,7 +56,8 @@ flagged as (
         -- The first event of a day since sign-up (day 0 starts at sign-up).
         case
             when seconds_since_previous is null then 1
-            when floor((occurred_epoch - signed_up_epoch) / {{ seconds_per_day() }}.0)
+            when
+                floor((occurred_epoch - signed_up_epoch) / {{ seconds_per_day() }}.0)
                 > floor(
                     (occurred_epoch - seconds_since_previous - signed_up_epoch)
                     / {{ seconds_per_day() }}.0

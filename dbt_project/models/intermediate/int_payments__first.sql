@@ -3,6 +3,7 @@
 -- refund still counts). $0 invoices (trials, 100% coupons) are not payments, and neither is
 -- an invoice whose charge was fully refunded. A charge is fully refunded when Stripe says
 -- `refunded`, or when its refunds (on the charge or in the refunds list) reach its amount.
+-- A fully refunded charge also takes back the invoice it paid.
 with
 
 invoices as (
@@ -47,10 +48,24 @@ charge_refunds as (
     left join refunded_by_charge on charges.charge_id = refunded_by_charge.charge_id
 ),
 
+-- The invoices a full refund took back. A charge names its invoice in older API versions;
+-- since 2025-03-31 it does not, and the invoice's charge is the customer's charge of the same
+-- amount and currency made within an hour of the invoice's payment.
 refunded_invoices as (
-    select distinct invoice_id
-    from charge_refunds
-    where is_fully_refunded and invoice_id is not null
+    select distinct invoices.invoice_id
+    from invoices
+    inner join charge_refunds
+        on
+            invoices.invoice_id = charge_refunds.invoice_id
+            or (
+                charge_refunds.invoice_id is null
+                and invoices.customer_id = charge_refunds.customer_id
+                and invoices.currency = charge_refunds.currency
+                and invoices.amount_paid_minor = charge_refunds.amount_minor
+                and charge_refunds.created_epoch
+                between invoices.paid_epoch - 3600 and invoices.paid_epoch + 3600
+            )
+    where charge_refunds.is_fully_refunded
 ),
 
 payments as (
@@ -58,7 +73,7 @@ payments as (
         'invoice' as payment_source,
         invoices.invoice_id as payment_id,
         invoices.customer_id,
-        invoices.paid_epoch as paid_epoch,
+        invoices.paid_epoch,
         invoices.currency,
         invoices.amount_paid as amount
     from invoices
@@ -84,8 +99,8 @@ payments as (
 
 user_payments as (
     select
-        links.user_id,
         payments.*,
+        links.user_id,
         row_number() over (
             partition by links.user_id
             order by payments.paid_epoch, payments.payment_source, payments.payment_id

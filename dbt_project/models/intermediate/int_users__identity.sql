@@ -23,10 +23,10 @@ own_contacts as (
         row_number() over (
             partition by user_map.user_id
             order by
-                contacts.is_deleted,
-                case when contacts.role = 'user' then 0 else 1 end,
+                contacts.is_deleted asc,
+                case when contacts.role = 'user' then 0 else 1 end asc,
                 contacts.updated_epoch desc,
-                contacts.contact_id
+                contacts.contact_id asc
         ) as contact_rank
     from user_map
     inner join contacts on user_map.contact_id = contacts.contact_id

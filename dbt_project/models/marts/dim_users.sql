@@ -51,8 +51,9 @@ user_coverage as (
         min(coverage.complete_from_epoch) as complete_from_epoch
     from identity
     inner join coverage
-        on identity.contact_id = coverage.contact_id
-        or identity.external_id = coverage.external_id
+        on
+            identity.contact_id = coverage.contact_id
+            or identity.external_id = coverage.external_id
     group by identity.user_id
 ),
 
@@ -94,7 +95,8 @@ final as (
     from identity
     left join first_events on identity.user_id = first_events.user_id
     left join user_companies
-        on identity.contact_id = user_companies.contact_id
+        on
+            identity.contact_id = user_companies.contact_id
             and user_companies.company_rank = 1
     left join user_coverage on identity.user_id = user_coverage.user_id
 )

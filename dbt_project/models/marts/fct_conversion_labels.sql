@@ -18,11 +18,11 @@ data_end as (
     {%- if var('as_of', none) is not none %}
     select cast({{ var('as_of') }} as {{ dbt.type_bigint() }}) as data_end_epoch
     {%- else %}
-    select
-        greatest(
-            coalesce((select max(occurred_epoch) from {{ ref('int_events__sessionized') }}), 0),
-            coalesce((select max(first_payment_epoch) from payments), 0)
-        ) as data_end_epoch
+        select
+            greatest(
+                coalesce((select max(occurred_epoch) from {{ ref('int_events__sessionized') }}), 0),
+                coalesce((select max(first_payment_epoch) from payments), 0)
+            ) as data_end_epoch
     {%- endif %}
 ),
 

@@ -40,7 +40,7 @@ event_state as (
         event_name as last_action,
         lag(event_name) over journey as previous_action,
         lead(session_number) over journey as next_session_number
-        {%- for name, column in actions %},
+    {%- for name, column in actions %},
         cast(
             sum(case when event_name = {{ sql_string(name) }} then 1 else 0 end) over journey
             as {{ dbt.type_int() }}
@@ -89,7 +89,8 @@ after_events as (
 
 day_numbers as (
     {%- for day in range(window_days) %}
-    select {{ day }} as day_number{% if not loop.last %} union all{% endif %}
+        select {{ day }} as day_number{% if not loop.last %}
+            union all{% endif %}
     {%- endfor %}
 ),
 
@@ -100,7 +101,8 @@ event_days as (
         user_id,
         case
             when seconds_since_signup <= 0 then 0
-            else cast(ceil(seconds_since_signup / {{ seconds_per_day() }}.0) as {{ dbt.type_int() }})
+            else
+                cast(ceil(seconds_since_signup / {{ seconds_per_day() }}.0) as {{ dbt.type_int() }})
         end as boundary_day,
         max(step_number) as last_step
     from events
@@ -118,8 +120,9 @@ day_boundaries as (
     from bounds
     cross join day_numbers
     left join event_days
-        on bounds.user_id = event_days.user_id
-            and event_days.boundary_day <= day_numbers.day_number
+        on
+            bounds.user_id = event_days.user_id
+            and day_numbers.day_number >= event_days.boundary_day
     group by bounds.user_id, bounds.signed_up_epoch, day_numbers.day_number
 ),
 
@@ -166,8 +169,10 @@ final as (
         snapshots.snapshot_kind,
         snapshots.snapshot_epoch - snapshots.signed_up_epoch as seconds_since_signup,
         cast(
-            floor((snapshots.snapshot_epoch - snapshots.signed_up_epoch)
-                / {{ seconds_per_day() }}.0)
+            floor(
+                (snapshots.snapshot_epoch - snapshots.signed_up_epoch)
+                / {{ seconds_per_day() }}.0
+            )
             as {{ dbt.type_int() }}
         ) as days_since_signup,
         coalesce(event_state.step_number, 0) as n_events,
@@ -196,7 +201,8 @@ final as (
     from snapshots
     inner join users on snapshots.user_id = users.user_id
     left join event_state
-        on snapshots.user_id = event_state.user_id
+        on
+            snapshots.user_id = event_state.user_id
             and snapshots.last_step = event_state.step_number
 )
 
