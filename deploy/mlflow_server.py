@@ -37,6 +37,13 @@ def server_command(settings: DeploySettings, executable: str | None = None) -> l
         settings.mlflow_host,
         "--port",
         str(settings.mlflow_port),
+        "--workers",
+        str(settings.mlflow_workers),
+        # A worker imports all of MLflow before it answers uvicorn's health check, which waits
+        # 5 s by default; on a busy host that is too short and uvicorn kills and restarts the
+        # workers in a loop, so the server never serves a request.
+        "--uvicorn-opts",
+        "--timeout-worker-healthcheck 120",
     ]
 
 

@@ -49,9 +49,9 @@ class DeploySettings(BaseSettings):
         default="dagster", alias="DAGSTER_PG_DB", description="Database of Dagster's storage."
     )
     mlflow_backend_store_uri: str = Field(
-        default="postgresql://postgres@127.0.0.1:5432/mlflow",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow",
         alias="NEXTBEST_MLFLOW_BACKEND_STORE_URI",
-        description="SQLAlchemy URI of the MLflow tracking server's backend store.",
+        description="SQLAlchemy URI of the MLflow server's backend store (postgresql+psycopg2://...).",
         repr=False,
     )
     mlflow_artifacts_destination: str | None = Field(
@@ -67,6 +67,12 @@ class DeploySettings(BaseSettings):
     )
     mlflow_port: int = Field(
         default=5000, alias="NEXTBEST_MLFLOW_PORT", description="Port of the MLflow server."
+    )
+    mlflow_workers: int = Field(
+        default=2,
+        alias="NEXTBEST_MLFLOW_WORKERS",
+        ge=1,
+        description="Worker processes of the MLflow server (uvicorn).",
     )
     dbt_target: Literal["duckdb", "postgres"] = Field(
         default="duckdb",
