@@ -159,6 +159,7 @@ def get_settings() -> Settings:
 SETTINGS_CLASSES = [
     "orchestration.settings:Settings",
     "orchestration.ingest.settings:IngestSettings",
+    "orchestration.transform.settings:TransformSettings",
     "orchestration.activation.settings:ActivationSettings",
     "sandbox.settings:SandboxSettings",
     "deploy.settings:DeploySettings",

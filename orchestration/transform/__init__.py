@@ -1,8 +1,128 @@
-"""Transformation: the dbt project as Dagster assets (asset group `transform`)."""
+"""Transformation: the dbt project as Dagster assets (asset group `transform`).
+
+Nothing here runs dbt at import. `defs()` builds the definitions; it makes sure the dbt
+manifest exists first (`dbt parse`, a few seconds, only when it is missing or under
+`dagster dev`), so a fresh clone loads without a pre-built manifest.
+"""
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+# Dagster checks the context's annotation by identity, so this module keeps real annotations
+# (no `from __future__ import annotations`).
+from dagster import AssetExecutionContext
+
+from orchestration.settings import PROJECT_ROOT, Settings, get_settings
+from orchestration.transform.settings import TransformSettings
+
+if TYPE_CHECKING:
+    from dagster_dbt import DbtProject
+
+GROUP = "transform"
+RAW_PREFIX = "raw"
+
+
+def dbt_vars(settings: Settings, transform: TransformSettings) -> dict[str, Any]:
+    """The dbt vars the project takes from the settings."""
+    values: dict[str, Any] = {
+        "conversion_window_days": settings.conversion_window_days,
+        "session_gap_minutes": settings.session_gap_minutes,
+        "snapshot_after_every_event": transform.snapshot_after_every_event,
+    }
+    if transform.as_of is not None:
+        values["as_of"] = transform.as_of
+    return values
+
+
+def dbt_build_args(
+    settings: Settings, transform: TransformSettings, *, select: str | None = None
+) -> list[str]:
+    """Arguments of `dbt build` with the project's vars and thread count."""
+    args = [
+        "build",
+        "--vars",
+        json.dumps(dbt_vars(settings, transform), sort_keys=True),
+        "--threads",
+        str(transform.dbt_threads),
+    ]
+    if select:
+        args += ["--select", select]
+    return args
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """Environment variables dbt's profile reads: the warehouse the run writes."""
+    return {"NEXTBEST_WAREHOUSE": str(settings.warehouse)}
+
+
+def _translator_class() -> type:
+    from dagster_dbt import DagsterDbtTranslator
+
+    class NextbestTranslator(DagsterDbtTranslator):
+        """Sources are the ingestion assets `raw/<table>`; models are keyed by their name.
+
+        A source whose table is written by another table's asset says so in its dbt meta
+        (`dagster.asset_key`), which the base class honours.
+        """
+
+        def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+            meta = dbt_resource_props.get("meta", {}).get("dagster", {})
+            if meta.get("asset_key"):
+                return dg.AssetKey(meta["asset_key"])
+            if dbt_resource_props["resource_type"] == "source":
+                return dg.AssetKey([RAW_PREFIX, dbt_resource_props["name"]])
+            return dg.AssetKey([dbt_resource_props["name"]])
+
+        def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+            return GROUP
+
+    return NextbestTranslator
+
+
+@cache
+def dbt_project() -> "DbtProject":
+    """The project at the checkout's root, its manifest prepared when missing."""
+    from dagster_dbt import DbtProject
+
+    project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
+    if os.environ.get("DAGSTER_IS_DEV_CLI") or not Path(project.manifest_path).exists():
+        # `dbt parse` needs no warehouse; it only writes target/manifest.json.
+        project.preparer.prepare(project)
+    return project
+
+
+def build_assets(project: "DbtProject") -> dg.AssetsDefinition:
+    """One multi-asset over every dbt model, seed and test (tests become asset checks)."""
+    from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+    translator = _translator_class()(
+        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+    )
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=translator,
+        name="nextbest_dbt",
+    )
+    def nextbest_dbt(context: AssetExecutionContext) -> Iterator[Any]:
+        settings, transform = get_settings(), TransformSettings()
+        # dbt's profile reads the warehouse path from the environment of its process.
+        os.environ.update(dbt_env(settings))
+        dbt = DbtCliResource(project_dir=project)
+        args = dbt_build_args(settings, transform)
+        context.log.info(f"dbt {' '.join(args)} on {settings.warehouse}")
+        yield from dbt.cli(args, context=context).stream()
+
+    return nextbest_dbt
 
 
 def defs() -> dg.Definitions:
     """Definitions of the transformation stage."""
-    return dg.Definitions()
+    return dg.Definitions(assets=[build_assets(dbt_project())])
