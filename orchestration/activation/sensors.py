@@ -70,3 +70,28 @@ def build_live_sensor(interval_seconds: int) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=[request], cursor=cursor)
 
     return completed_actions_sensor
+
+
+def tick_and_run(
+    definitions: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
+) -> tuple[str | None, dg.ExecuteInProcessResult | None]:
+    """Evaluate the sensor once and run what it asks for in this process.
+
+    What the Dagster daemon does on each interval, for tests, benchmarks and one-off use: the
+    run goes through `instance` with the sensor's tags, so it is recorded like a daemon's.
+
+    Returns:
+        The new cursor, and the run's result (None when the tick started nothing).
+    """
+    sensor = definitions.resolve_sensor_def(LIVE_SENSOR_NAME)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions)
+    result = sensor.evaluate_tick(context)
+    if not result.run_requests:
+        return result.cursor, None
+    (request,) = result.run_requests
+    job = definitions.resolve_job_def(LIVE_JOB_NAME)
+    tags = {**request.tags, "dagster/sensor_name": LIVE_SENSOR_NAME}
+    if request.run_key:
+        tags["dagster/run_key"] = request.run_key
+    run = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    return result.cursor, run
