@@ -56,6 +56,7 @@ class ImportReport:
     counts: LoadCounts = field(default_factory=LoadCounts)
     contacts_matched: int = 0
     keys_unmatched: int = 0
+    emails_ambiguous: int = 0
     coverage_extended: int = 0
     seconds: float = 0.0
 
@@ -66,7 +67,8 @@ class ImportReport:
             f"{self.rows:,} rows: {c.inserted:,} events inserted, {c.unchanged:,} already "
             f"stored, {c.duplicates:,} repeated in the file, {c.quarantined:,} quarantined; "
             f"{self.contacts_matched:,} contacts matched, {self.keys_unmatched:,} user ids "
-            f"with no contact (kept under the user id), history extended for "
+            f"with no contact (kept under the user id), {self.emails_ambiguous:,} emails "
+            f"shared by several contacts (not matched), history extended for "
             f"{self.coverage_extended:,} contacts, {self.seconds:.1f} s"
         )
 
@@ -152,6 +154,17 @@ def import_events(
         ).fetchall()
     )
     known = {r[0] for r in con.execute(f"select id from {RAW_SCHEMA}.intercom_contacts").fetchall()}
+    contacts_by_email = dict(
+        con.execute(
+            f"""
+            select lower(trim(payload->>'email')), count(*)
+            from {RAW_SCHEMA}.intercom_contacts
+            where not is_deleted and coalesce(payload->>'email', '') != ''
+            group by 1
+            """
+        ).fetchall()
+    )
+    ambiguous: set[str] = set()
     bad: list[tuple[str | None, str, Any]] = []
     parsed: list[tuple[str, str | None, str | None, str | None, str, int, dict]] = []
     unmatched: set[str] = set()
@@ -179,6 +192,9 @@ def import_events(
         key = contact or external or f"email:{email}"
         if contact is None:
             unmatched.add(key)
+            # An email alone never picks a contact: it is not unique in Intercom.
+            if not external and contacts_by_email.get(email.lower(), 0) > 1:
+                ambiguous.add(email.lower())
         payload = {
             "event_name": name,
             "created_at": created,
@@ -216,6 +232,13 @@ def import_events(
         raise
     report.contacts_matched = len({r.contact_id for r in rows if r.contact_id})
     report.keys_unmatched = len(unmatched)
+    report.emails_ambiguous = len(ambiguous)
+    if ambiguous:
+        log.warning(
+            "import-events: %d emails point at several contacts and were not matched: %s",
+            len(ambiguous),
+            ", ".join(sorted(ambiguous)[:5]),
+        )
     report.seconds = time.monotonic() - started
     log.info("import-events %s: %s", path, report.summary())
     return report

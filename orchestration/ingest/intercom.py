@@ -175,19 +175,22 @@ def sync_contacts(
     window = contact_window(int(cursor) if cursor else None, sync_start, settings.lookback_seconds)
     if window is None:
         log.info("contacts: full read")
-        records = list(client.list_contacts())
+        records = list(client.list_contacts(per_page=settings.contacts_per_page))
         report.notes["mode"] = "full"
     else:
         low, high = window
         log.info("contacts: search updated_at in [%d, %d]", low, high)
-        records = list(client.search_contacts(window_query(low, high)))
+        query = window_query(low, high)
+        records = list(client.search_contacts(query, per_page=settings.contacts_per_page))
         report.notes |= {"mode": "incremental", "window_low": low, "window_high": high}
     rows, bad, milliseconds = _parse_objects(stream, records)
     report.notes["updated_at_in_milliseconds"] = milliseconds
     seen = {row.id for row in rows}
     # A contact missing from a full listing, or from the id listing of an incremental sync,
     # may be merged, deleted or archived: ask for it, and keep a 404 as a tombstone.
-    listed = seen if window is None else {c.get("id") for c in client.list_contacts()}
+    listed = seen
+    if window is not None:
+        listed = {c.get("id") for c in client.list_contacts(per_page=settings.contacts_per_page)}
     alive = {
         r[0]
         for r in con.execute(
@@ -492,19 +495,14 @@ class _ContactEvents:
 
 
 async def _read_contact_events(
-    client: AsyncIntercomClient, contact: ContactToRead, stop_before: int | None
+    client: AsyncIntercomClient, contact: ContactToRead
 ) -> _ContactEvents:
-    events: list[Any] = []
+    # Every page of the contact's window is read, not only what is new since the last read:
+    # a merge moves old events onto the surviving contact, and they must move here too.
     try:
-        async for event in client.list_events(intercom_user_id=contact.contact_id):
-            created = event.get("created_at") if isinstance(event, dict) else None
-            # Newest first: once past what the last read saw (less the look-back), stop. The
-            # older event is dropped so every second read is read whole (see event ordinals).
-            if stop_before is not None and isinstance(created, int) and created < stop_before:
-                break
-            events.append(event)
+        events = [e async for e in client.list_events(intercom_user_id=contact.contact_id)]
     except IntercomNotFound:
-        return _ContactEvents(contact, events, missing=True)
+        return _ContactEvents(contact, [], missing=True)
     return _ContactEvents(contact, events)
 
 
@@ -554,11 +552,8 @@ async def _sync_events(
     semaphore = asyncio.Semaphore(settings.event_concurrency)
 
     async def bounded(contact: ContactToRead) -> _ContactEvents:
-        stop_before = None
-        if contact.last_read_at is not None and not settings.full_refresh:
-            stop_before = contact.last_read_at - settings.lookback_seconds
         async with semaphore:
-            return await _read_contact_events(client, contact, stop_before)
+            return await _read_contact_events(client, contact)
 
     pending: list[_ContactEvents] = []
     done = missing = 0

@@ -22,6 +22,13 @@ class IngestSettings(BaseSettings):
         ge=0,
         description="Incremental reads start this far before the last cursor (search lag).",
     )
+    contacts_per_page: int = Field(
+        default=150,
+        alias="NEXTBEST_INGEST_CONTACTS_PER_PAGE",
+        ge=1,
+        le=150,
+        description="Contacts a page when listing and searching (Intercom's maximum is 150).",
+    )
     event_concurrency: int = Field(
         default=16,
         alias="NEXTBEST_INGEST_EVENT_CONCURRENCY",
