@@ -51,13 +51,14 @@ final as (
         -- A signed_up_at above 10^11 is almost surely milliseconds written by another tool:
         -- flagged and not used, never read as a date in the year 56000.
         signed_up_epoch_raw > 100000000000 as is_signed_up_at_milliseconds,
+        -- Zero or negative: no sign-up recorded (some tools write -1 or 0 for "unset").
         case
-            when signed_up_epoch_raw <= 100000000000 then signed_up_epoch_raw
+            when signed_up_epoch_raw between 1 and 100000000000 then signed_up_epoch_raw
         end as signed_up_epoch,
         created_epoch,
         last_seen_epoch,
         updated_epoch,
-        {{ epoch_to_timestamp('case when signed_up_epoch_raw <= 100000000000'
+        {{ epoch_to_timestamp('case when signed_up_epoch_raw between 1 and 100000000000'
             ~ ' then signed_up_epoch_raw end') }} as signed_up_at,
         {{ epoch_to_timestamp('created_epoch') }} as created_at,
         {{ epoch_to_timestamp('updated_epoch') }} as updated_at,
