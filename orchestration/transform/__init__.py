@@ -7,6 +7,9 @@ manifest exists first (`dbt parse`, a few seconds, only when it is missing or un
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -61,6 +64,12 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     return {"NEXTBEST_WAREHOUSE": str(settings.warehouse)}
 
 
+def dbt_executable() -> str:
+    """The dbt beside this interpreter, so runs work without the virtualenv on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
 def _translator_class() -> type:
     from dagster_dbt import DagsterDbtTranslator
 
@@ -93,7 +102,12 @@ def dbt_project() -> "DbtProject":
     project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
     if os.environ.get("DAGSTER_IS_DEV_CLI") or not Path(project.manifest_path).exists():
         # `dbt parse` needs no warehouse; it only writes target/manifest.json.
-        project.preparer.prepare(project)
+        subprocess.run(
+            [dbt_executable(), "parse", "--quiet"],
+            cwd=PROJECT_ROOT,
+            env=os.environ | {"DBT_PROFILES_DIR": str(PROJECT_ROOT)},
+            check=True,
+        )
     return project
 
 
@@ -115,7 +129,7 @@ def build_assets(project: "DbtProject") -> dg.AssetsDefinition:
         settings, transform = get_settings(), TransformSettings()
         # dbt's profile reads the warehouse path from the environment of its process.
         os.environ.update(dbt_env(settings))
-        dbt = DbtCliResource(project_dir=project)
+        dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
         args = dbt_build_args(settings, transform)
         context.log.info(f"dbt {' '.join(args)} on {settings.warehouse}")
         yield from dbt.cli(args, context=context).stream()
