@@ -59,10 +59,14 @@ def build_plan(
             )
         goal = primary_goal(con, activation.goal, declared_primary_goal())
         recommendations = read_recommendations(con, goal, scope)
+        if scope is None and not recommendations:
+            # An empty table would clear every contact; that is a failed upstream, not news.
+            raise WriteBackError(f"ml.next_best_actions has no rows for goal {goal!r}")
         contacts = [r.contact_id for r in recommendations if r.contact_id]
         state = store.read_state(con, contacts if scope is not None else None)
         gone = store.read_gone(con)
-    return goal, plan_writes(recommendations, state, utc_now().date(), gone)
+    today = utc_now().date()
+    return goal, plan_writes(recommendations, state, today, gone, clear_missing=scope is None)
 
 
 def run_write_back(

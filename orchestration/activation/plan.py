@@ -25,6 +25,8 @@ from orchestration.activation.values import (
 )
 
 RECOMMENDED = "recommended"
+MISSING = "missing"
+"""Status of a contact that carries an action but has no row in `ml.next_best_actions`."""
 
 # The score is rounded so that retraining noise in the fifth decimal does not rewrite every
 # contact; four decimals are more than any message targeting rule can use.
@@ -126,6 +128,8 @@ def plan_writes(
     state: dict[str, dict[str, str | None]],
     today: date,
     gone: set[str] | frozenset[str] = frozenset(),
+    *,
+    clear_missing: bool = False,
 ) -> Plan:
     """Compare recommendations with the state table and list the changes to send.
 
@@ -137,9 +141,16 @@ def plan_writes(
         state: Last written JSON value per contact and attribute (`store.read_state`).
         today: The date `nb_updated_at` takes for changed recommendations.
         gone: Contacts known to be merged, deleted or archived: never written.
+        clear_missing: Also clear contacts that carry an action from an earlier run but have
+            no row now (the user left the goal); only for runs that cover every contact.
     """
     types = {spec.name: spec.data_type for spec in ATTRIBUTES}
     per_contact = Counter(r.contact_id for r in recommendations if r.contact_id)
+    if clear_missing:
+        shown = [c for c, values in state.items() if values.get("nb_next_action") is not None]
+        recommendations = recommendations + [
+            Recommendation("", c, MISSING) for c in sorted(shown) if c not in per_contact
+        ]
     plan = Plan(writes=[])
     plan.duplicated_contacts = sorted(c for c, n in per_contact.items() if n > 1)
     for rec in recommendations:

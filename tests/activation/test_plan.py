@@ -95,3 +95,12 @@ def test_users_without_contact_duplicates_and_gone_contacts_are_counted_not_writ
     assert plan.without_contact == ["u-1"]
     assert plan.duplicated_contacts == ["c2"]
     assert plan.gone == 1
+
+
+def test_a_contact_that_left_the_goal_is_cleared_only_in_a_full_run():
+    state = {"c1": written(), "c2": written()}
+    full = plan_writes([rec("c1")], state, TODAY, clear_missing=True)
+    assert [(w.contact_id, w.status) for w in full.writes] == [("c2", "missing")]
+    assert set(full.writes[0].body.values()) == {None}
+    scoped = plan_writes([rec("c1")], state, TODAY)
+    assert scoped.writes == []
