@@ -1,0 +1,278 @@
+"""Intercom reads against the sandbox (real HTTP): the failure modes that touch reading."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from orchestration.clients.intercom import IntercomError
+from orchestration.ingest import intercom as sync
+from orchestration.ingest.import_events import import_events
+from orchestration.ingest.intercom import IngestError
+
+
+def _company_ids(h) -> list[str]:
+    return sorted(c["id"] for c in h.sb.store.companies)
+
+
+def test_a_full_read_lands_every_contact_company_link_and_event(harness_factory):
+    with harness_factory() as h:
+        reports = h.sync_intercom("s1")
+        store = h.sb.store
+        assert h.count("select count(*) from raw.intercom_contacts") == store.live_count()
+        assert sorted(
+            r[0] for r in h.con.execute("select id from raw.intercom_companies").fetchall()
+        ) == _company_ids(h)
+        visible = sum(len(store.contact_events(i)) for i in range(len(store.contacts.ids)))
+        assert h.count("select count(*) from raw.intercom_events") == visible
+        assert reports["events"].counts.inserted == visible
+        assert h.count("select count(*) from raw.intercom_event_coverage") == store.live_count()
+        # One link per contact with a company (the sandbox gives each contact one).
+        linked = sum(1 for c in store.contacts.company.tolist() if c >= 0)
+        assert h.count("select count(*) from raw.intercom_contact_companies") == linked
+
+
+def test_scroll_expiry_restarts_the_scroll_and_lands_each_company_once(harness_factory):
+    # 1: the scroll dies after its first page; a new one is refused until the old one idles out.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("scroll_expiry", scroll_idle_seconds=1)
+        waits = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            h.sb.admin.set_faults(None, scroll_idle_seconds=1)  # the pause was a one-off
+            time.sleep(seconds)
+
+        with h.intercom() as client:
+            report = sync.sync_companies(
+                client, h.con, sync_id="s1", settings=h.settings, sleep=sleep
+            )
+        ids = [r[0] for r in h.con.execute("select id from raw.intercom_companies").fetchall()]
+        assert sorted(ids) == _company_ids(h)
+        assert report.notes["scroll_restarts"] >= 1
+        assert report.metadata()["rows_inserted"] == len(_company_ids(h))
+
+
+def test_a_scroll_that_never_completes_fails_loudly_and_writes_nothing(harness_factory):
+    with harness_factory() as h:
+        h.sb.admin.set_faults("scroll_expiry", scroll_idle_seconds=0.2)
+        settings = h.settings.model_copy(
+            update={"scroll_restarts": 2, "scroll_busy_wait_seconds": 0.3}
+        )
+        with h.intercom() as client, pytest.raises(IngestError, match="did not complete"):
+            sync.sync_companies(client, h.con, sync_id="s1", settings=settings)
+        assert h.count("select count(*) from raw.intercom_companies") == 0
+
+
+def test_no_companies_is_zero_rows_after_a_single_call(harness_factory):
+    # 3: the first page is empty.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("no_companies")
+        with h.intercom() as client:
+            report = sync.sync_companies(client, h.con, sync_id="s1", settings=h.settings)
+        assert h.count("select count(*) from raw.intercom_companies") == 0
+        assert report.client["requests"] == 1
+
+
+def test_a_5xx_mid_scroll_restarts_the_whole_scroll(harness_factory):
+    # 4 (and 2: the scroll repeats its parameter on every page; the loop ends on empty data).
+    with harness_factory() as h:
+        h.sb.admin.set_faults("scroll_5xx", scroll_idle_seconds=1)
+
+        def sleep(seconds: float) -> None:
+            h.sb.admin.set_faults(None, scroll_idle_seconds=1)
+            time.sleep(seconds)
+
+        with h.intercom() as client:
+            report = sync.sync_companies(
+                client, h.con, sync_id="s1", settings=h.settings, sleep=sleep
+            )
+        ids = [r[0] for r in h.con.execute("select id from raw.intercom_companies").fetchall()]
+        assert sorted(ids) == _company_ids(h)
+        assert report.notes["scroll_restarts"] >= 1
+        assert report.client.get("status_500", 0) == 1
+
+
+def test_duplicates_across_pages_land_once_and_are_counted(harness_factory):
+    # 5: every contacts page repeats the last item of the previous one.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("duplicates")
+        settings = h.settings.model_copy(update={"contacts_per_page": 40})
+        with h.intercom() as client:
+            report = sync.sync_contacts(client, h.con, sync_id="s1", settings=settings)
+        live = h.sb.store.live_count()
+        assert h.count("select count(*) from raw.intercom_contacts") == live
+        assert report.counts.duplicates > 0
+        assert report.counts.read == live + report.counts.duplicates
+
+
+def test_incremental_windows_read_a_changed_contact_exactly_once(harness_factory):
+    # 6: with no look-back, the next window starts one second after the last one ended.
+    with harness_factory() as h:
+        settings = {"lookback_seconds": 0}
+        h.sync_intercom("s1", **settings)
+        contact = h.sb.store.contacts.ids[3]
+        h.sb.admin.add_event("opened_report", h.sb.store.now() - 5, contact_id=contact)
+        h.sb.admin.advance_clock(2)
+        second = h.sync_intercom("s2", **settings)
+        assert second["contacts"].notes["mode"] == "incremental"
+        assert second["contacts"].counts.read == 1
+        assert second["contacts"].counts.updated == 1
+        assert second["events"].notes["contacts_read"] == 1
+        third = h.sync_intercom("s3", **settings)
+        assert third["contacts"].counts.read == 0
+        assert third["events"].notes["contacts_read"] == 0
+
+
+@pytest.mark.slow
+def test_rate_limit_headers_throttle_and_back_off_without_crashing(harness_factory):
+    # 7: remaining 1 with a reset 7 s ahead, 429 with a past reset, 429 with no reset, 200.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("rate_limit_headers")
+        contact = h.sb.store.contacts.ids[0]
+        with h.intercom() as client:
+            started = time.monotonic()
+            for _ in range(3):
+                assert client.get_contact(contact)["id"] == contact
+            elapsed = time.monotonic() - started
+        stats = client.stats
+        assert stats.rate_limited == 2
+        assert stats.retries == 2
+        assert 5.5 <= stats.seconds_throttled <= 8.5
+        assert elapsed >= 5.5
+
+
+def test_server_errors_with_html_bodies_are_retried_until_the_read_succeeds(harness_factory):
+    # 8: 503 with HTML, 500 with an error list, then 200, on every request.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("server_errors")
+        with h.intercom() as client:
+            report = sync.sync_contacts(client, h.con, sync_id="s1", settings=h.settings)
+        assert h.count("select count(*) from raw.intercom_contacts") == h.sb.store.live_count()
+        assert report.client["status_503"] >= 1 and report.client["status_500"] >= 1
+        assert report.client["retries"] == 2 * report.client["status_200"]
+
+
+def test_a_merged_lead_becomes_a_tombstone_and_its_events_move_to_the_user(harness_factory):
+    # 9: lead L merged into user U; L answers 404 and is kept as gone.
+    with harness_factory() as h:
+        store = h.sb.store
+        lead = next(
+            store.contacts.ids[i] for i, r in enumerate(store.contacts.roles) if r == "lead"
+        )
+        user = next(
+            store.contacts.ids[i]
+            for i, r in enumerate(store.contacts.roles)
+            if r == "user" and len(store.contact_events(i)) > 0
+        )
+        h.sync_intercom("s1")
+        lead_events = {
+            r[0]
+            for r in h.con.execute(
+                "select intercom_event_id from raw.intercom_events where contact_id = ?", [lead]
+            ).fetchall()
+        }
+        assert lead_events
+        total = h.count("select count(*) from raw.intercom_events")
+        h.sb.admin.merge(lead, user)
+        # A change in the second a sync starts belongs to the next window: let a second pass.
+        h.sb.admin.advance_clock(2)
+        reports = h.sync_intercom("s2")
+        row = h.con.execute(
+            "select is_deleted, deleted_reason, payload->>'role' from raw.intercom_contacts "
+            "where id = ?",
+            [lead],
+        ).fetchall()
+        assert row == [(True, "not_found", "lead")]
+        assert reports["contacts"].counts.tombstoned == 1
+        moved = h.con.execute(
+            "select distinct contact_id from raw.intercom_events where intercom_event_id in "
+            "(select unnest(?))",
+            [sorted(lead_events)],
+        ).fetchall()
+        assert moved == [(user,)]
+        # Moved, not copied: the total stays the same.
+        assert h.count("select count(*) from raw.intercom_events") == total
+        # A 404 is an answer, not a failure: nothing retried it.
+        assert reports["contacts"].client["retries"] == 0
+
+
+def test_a_shared_email_keeps_both_contacts_and_an_email_only_import_row_is_ambiguous(
+    harness_factory, tmp_path
+):
+    # 10: two contacts share one email; matching never takes the first.
+    with harness_factory() as h:
+        h.sync_intercom("s1")
+        shared = h.con.execute(
+            """
+            select payload->>'email', count(*) from raw.intercom_contacts
+            where coalesce(payload->>'email', '') != '' group by 1 having count(*) > 1
+            """
+        ).fetchall()
+        assert shared, "the sandbox's dirt shares at least one email"
+        email = shared[0][0]
+        export = tmp_path / "old.csv"
+        export.write_text(f"email,event,timestamp\n{email},old_login,2019-01-01T00:00:00Z\n")
+        report = import_events(h.con, export)
+        assert report.emails_ambiguous == 1
+        assert h.con.execute(
+            "select contact_id, email from raw.intercom_events where event_name = 'old_login'"
+        ).fetchall() == [(None, email)]
+
+
+def test_a_milliseconds_attribute_lands_as_given_beside_second_timestamps(harness_factory):
+    # 11: someone else's custom attribute holds 1712000000000.
+    with harness_factory() as h:
+        with h.intercom() as client:
+            client.create_data_attribute("trial_ends_at", "integer")
+            contact = h.sb.store.contacts.ids[0]
+            client.update_contact(contact, {"trial_ends_at": 1_712_000_000_000})
+            sync.sync_contacts(client, h.con, sync_id="s1", settings=h.settings)
+        payload, updated_at = h.con.execute(
+            "select payload, updated_at from raw.intercom_contacts where id = ?", [contact]
+        ).fetchall()[0]
+        assert json.loads(payload)["custom_attributes"]["trial_ends_at"] == 1_712_000_000_000
+        assert updated_at < 10**11  # the contact's own stamps are seconds
+
+
+def test_an_interrupted_events_read_fails_loudly_and_the_next_sync_completes_it(
+    harness_factory,
+):
+    # A 5xx storm past the retry budget mid-way, then a clean sync: same tables as one clean run.
+    columns = "id, contact_id, event_name, created_at, source"
+    with harness_factory(event_window_days=0) as clean:
+        clean.sync_intercom("c1")
+        expected = sorted(
+            clean.con.execute(f"select {columns} from raw.intercom_events").fetchall()
+        )
+    with harness_factory(db="broken.duckdb", event_window_days=0) as h:
+        with h.intercom() as client:
+            sync.sync_contacts(client, h.con, sync_id="b1", settings=h.settings)
+        settings = h.settings.model_copy(update={"progress_every": 40})
+
+        def storm(message: str) -> None:
+            if "contacts read" in message:
+                h.sb.admin.set_faults(None, error_share=1.0)
+
+        with pytest.raises(IngestError) as caught:
+            sync.sync_events(
+                h.async_intercom(max_attempts=2),
+                h.con,
+                sync_id="b1",
+                settings=settings,
+                flush_every=20,
+                progress=storm,
+            )
+        assert isinstance(caught.value.__cause__, IntercomError)
+        partial = h.count("select count(*) from raw.intercom_event_coverage")
+        assert 0 < partial < h.sb.store.live_count()
+        h.sb.admin.set_faults(None)
+        again = sync.sync_events(h.async_intercom(), h.con, sync_id="b2", settings=h.settings)
+        assert again.notes["contacts_read"] == h.sb.store.live_count() - partial
+        got = sorted(h.con.execute(f"select {columns} from raw.intercom_events").fetchall())
+        assert got == expected
+        assert h.count("select count(*) from raw.intercom_event_coverage") == (
+            h.sb.store.live_count()
+        )
