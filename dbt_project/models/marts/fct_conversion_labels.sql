@@ -51,7 +51,9 @@ final as (
         {{ epoch_to_timestamp('first_payment_epoch') }} as first_payment_at,
         {{ epoch_to_timestamp('window_ends_epoch') }} as window_ends_at,
         coalesce(first_payment_epoch <= window_ends_epoch, false) as converted_within_window,
-        (first_payment_epoch - signed_up_epoch) / {{ seconds_per_day() }}.0 as days_to_convert,
+        -- A double on every engine: PostgreSQL would keep a numeric with sixteen decimals.
+        cast(first_payment_epoch - signed_up_epoch as double precision)
+        / {{ seconds_per_day() }} as days_to_convert,
         coalesce(first_payment_epoch < signed_up_epoch, false) as paid_before_signup,
         coalesce(not (first_payment_epoch <= window_ends_epoch), true)
         and window_ends_epoch > data_end_epoch as is_censored,
