@@ -11,6 +11,7 @@ import pytest
 
 from orchestration.activation.scope import CONTACT_IDS_TAG, contact_scope
 from orchestration.activation.sensors import tick_and_run
+from orchestration.resources import IntercomResource
 from orchestration.settings import get_settings
 from sandbox.runner import SandboxHandle, running_sandbox
 
@@ -76,9 +77,15 @@ def test_recommendations_reach_intercom_and_move_on_when_a_user_acts(pipeline):
     assert len(writes) == len({w["contact_id"] for w in writes}) == len(carried)
     assert {w["status"] for w in writes} == {200}
 
-    # Nothing changed: a second sync sends no attribute write.
-    again = definitions.resolve_job_def("incremental_sync").execute_in_process(instance=instance)
+    # Nothing changed: the write-back run again sends no request at all.
+    requests = sb.admin.facts()["requests"]["intercom"]
+    again = dg.materialize(
+        [definitions.resolve_assets_def("intercom_next_best_actions")],
+        instance=instance,
+        resources={"intercom": IntercomResource()},
+    )
     assert again.success
+    assert sb.admin.facts()["requests"]["intercom"] == requests
     assert len(sb.admin.writes()) == len(writes)
 
     # A user completes its recommended action; a tick starts a run for just that user.
