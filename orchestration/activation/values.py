@@ -8,9 +8,11 @@ per-contact report instead of a 400 in the middle of a run.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 DataType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
@@ -111,8 +113,12 @@ def validate_value(value: Any, data_type: DataType) -> Any:
 
 def _validate_number(value: Any, data_type: DataType) -> int | float:
     # bool is an int subclass in Python, but Intercom would store "true", not a number.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
         raise InvalidAttributeValue(f"{value!r} is a {type(value).__name__}, not a {data_type}")
+    # DuckDB's DECIMAL columns and numpy scalars arrive as other number types; JSON needs
+    # plain int or float.
+    if isinstance(value, Decimal) or not isinstance(value, int | float):
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidAttributeValue(f"{value!r} is not a finite {data_type}")
     if data_type == "integer":

@@ -69,3 +69,16 @@ def test_accepted_values_are_sent_in_intercom_form():
     assert validate_value(date(2024, 4, 1), "date") == 19814 * 86400 == 1711929600
     assert validate_value(datetime(2024, 4, 1, 13, 5, tzinfo=UTC), "date") == 1711929600
     assert validate_value(datetime(2024, 4, 1, 0, 0, 7, tzinfo=UTC), "datetime") == 1711929607
+
+
+def test_numbers_from_decimal_columns_and_numpy_are_sent_as_plain_json_numbers():
+    from decimal import Decimal
+
+    import numpy as np
+
+    assert validate_value(Decimal("0.25"), "float") == 0.25
+    assert type(validate_value(Decimal("0.25"), "float")) is float
+    assert validate_value(np.float32(0.5), "float") == 0.5
+    assert type(validate_value(np.int64(7), "integer")) is int
+    with pytest.raises(InvalidAttributeValue):
+        validate_value(Decimal("NaN"), "float")
