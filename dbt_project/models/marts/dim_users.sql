@@ -45,16 +45,25 @@ user_companies as (
 ),
 
 -- Coverage is recorded per contact; an import keyed by external id may record it that way.
+-- Two equality joins, not one join on an `or`, which no engine can hash.
 user_coverage as (
     select
-        identity.user_id,
-        min(coverage.complete_from_epoch) as complete_from_epoch
-    from identity
-    inner join coverage
-        on
-            identity.contact_id = coverage.contact_id
-            or identity.external_id = coverage.external_id
-    group by identity.user_id
+        user_id,
+        min(complete_from_epoch) as complete_from_epoch
+    from (
+        select
+            identity.user_id,
+            coverage.complete_from_epoch
+        from identity
+        inner join coverage on identity.contact_id = coverage.contact_id
+        union all
+        select
+            identity.user_id,
+            coverage.complete_from_epoch
+        from identity
+        inner join coverage on identity.external_id = coverage.external_id
+    ) as matches
+    group by user_id
 ),
 
 final as (

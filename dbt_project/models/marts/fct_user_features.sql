@@ -40,12 +40,9 @@ event_state as (
         event_name as last_action,
         lag(event_name) over journey as previous_action,
         lead(session_number) over journey as next_session_number
-    {%- for name, column in actions %},
-        cast(
-            sum(case when event_name = {{ sql_string(name) }} then 1 else 0 end) over journey
-            as {{ dbt.type_int() }}
-        ) as {{ column }}
-        {%- endfor %}
+    {%- for group in actions | batch(packed_slots() | int) %},
+        {{ packed_running_count(group, 'journey') }} as packed_counts_{{ loop.index0 }}
+    {%- endfor %}
     from events
     window journey as (
         partition by user_id order by step_number rows between unbounded preceding and current row
@@ -182,8 +179,11 @@ final as (
         coalesce(event_state.step_number, 0) as step_number,
         event_state.last_action,
         event_state.previous_action,
-        {%- for name, column in actions %}
-        coalesce(event_state.{{ column }}, 0) as {{ column }},
+        {%- for group in actions | batch(packed_slots() | int) %}
+        {%- set packed = 'event_state.packed_counts_' ~ loop.index0 %}
+        {%- for name, column in group %}
+        coalesce({{ unpack_count(packed, loop.index0) }}, 0) as {{ column }},
+        {%- endfor %}
         {%- endfor %}
         users.company_id,
         users.company_plan,
