@@ -237,35 +237,51 @@ def test_a_milliseconds_attribute_lands_as_given_beside_second_timestamps(harnes
         assert updated_at < 10**11  # the contact's own stamps are seconds
 
 
+class Killed(BaseException):
+    """Stands for the process being stopped mid-way (not an Exception: nothing may catch it)."""
+
+
+@pytest.mark.parametrize("fault", ["5xx storm", "killed"])
 def test_an_interrupted_events_read_fails_loudly_and_the_next_sync_completes_it(
-    harness_factory,
+    harness_factory, fault
 ):
-    # A 5xx storm past the retry budget mid-way, then a clean sync: same tables as one clean run.
+    # Interrupted mid-way, then a clean sync: the same tables as one uninterrupted run.
     columns = "id, contact_id, event_name, created_at, source"
     with harness_factory(event_window_days=0) as clean:
         clean.sync_intercom("c1")
         expected = sorted(
             clean.con.execute(f"select {columns} from raw.intercom_events").fetchall()
         )
+        coverage = sorted(
+            clean.con.execute(
+                "select contact_id, complete_from from raw.intercom_event_coverage"
+            ).fetchall()
+        )
     with harness_factory(db="broken.duckdb", event_window_days=0) as h:
         with h.intercom() as client:
             sync.sync_contacts(client, h.con, sync_id="b1", settings=h.settings)
         settings = h.settings.model_copy(update={"progress_every": 40})
 
-        def storm(message: str) -> None:
-            if "contacts read" in message:
-                h.sb.admin.set_faults(None, error_share=1.0)
+        def interrupt(message: str) -> None:
+            if "contacts read" not in message:
+                return
+            if fault == "killed":
+                raise Killed
+            h.sb.admin.set_faults(None, error_share=1.0)
 
-        with pytest.raises(IngestError) as caught:
+        expected_error = Killed if fault == "killed" else IngestError
+        with pytest.raises(expected_error) as caught:
             sync.sync_events(
                 h.async_intercom(max_attempts=2),
                 h.con,
                 sync_id="b1",
                 settings=settings,
                 flush_every=20,
-                progress=storm,
+                progress=interrupt,
             )
-        assert isinstance(caught.value.__cause__, IntercomError)
+        if fault != "killed":
+            assert isinstance(caught.value.__cause__, IntercomError)
+            assert "stopped after" in str(caught.value)
         partial = h.count("select count(*) from raw.intercom_event_coverage")
         assert 0 < partial < h.sb.store.live_count()
         h.sb.admin.set_faults(None)
@@ -273,6 +289,11 @@ def test_an_interrupted_events_read_fails_loudly_and_the_next_sync_completes_it(
         assert again.notes["contacts_read"] == h.sb.store.live_count() - partial
         got = sorted(h.con.execute(f"select {columns} from raw.intercom_events").fetchall())
         assert got == expected
-        assert h.count("select count(*) from raw.intercom_event_coverage") == (
-            h.sb.store.live_count()
+        assert (
+            sorted(
+                h.con.execute(
+                    "select contact_id, complete_from from raw.intercom_event_coverage"
+                ).fetchall()
+            )
+            == coverage
         )
