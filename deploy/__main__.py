@@ -72,5 +72,37 @@ def load_raw(
     console.print(table)
 
 
+@app.command("sizing")
+def sizing(
+    users: Annotated[list[int], typer.Option(help="Sizes to measure (repeat the option).")],
+    folder: Annotated[Path, typer.Option(help="Scratch folder, one sub-folder per size.")] = Path(
+        ".nextbest/sizing"
+    ),
+) -> None:
+    """Measure each stage's wall time and peak memory on synthetic journeys of these sizes."""
+    from deploy.sizing import measure
+
+    table = Table(title="nextbest sizing (synthetic journeys, this machine)")
+    for column in ("users", "events", "snapshots", "warehouse MiB", "stage", "seconds", "peak MiB"):
+        table.add_column(column, justify="right")
+    for size in users:
+        result = measure(size, folder / f"users{size}")
+        for index, figure in enumerate(result.stages):
+            volumes = (result.users, result.events, result.snapshots)
+            head = [f"{n:,}" for n in volumes] + [f"{result.warehouse_mib:,.1f}"]
+            if index:
+                head = ["", "", "", ""]
+            table.add_row(*head, figure.stage, f"{figure.seconds:,.1f}", f"{figure.peak_mib:,.0f}")
+    console.print(table)
+
+
+@app.command("sizing-stage", hidden=True)
+def sizing_stage(stage: str, users: int, folder: Path) -> None:
+    """Run one stage of the sizing measurement in this process."""
+    from deploy.sizing import run_stage
+
+    run_stage(stage, users, folder)
+
+
 if __name__ == "__main__":  # pragma: no cover - `python -m deploy`
     app()
