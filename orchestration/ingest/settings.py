@@ -30,7 +30,7 @@ class IngestSettings(BaseSettings):
         description="Contacts a page when listing and searching (Intercom's maximum is 150).",
     )
     event_concurrency: int = Field(
-        default=16,
+        default=8,
         alias="NEXTBEST_INGEST_EVENT_CONCURRENCY",
         ge=1,
         le=256,
