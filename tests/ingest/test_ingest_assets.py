@@ -41,7 +41,9 @@ def test_no_credentials_and_no_sandbox_fails_with_a_clear_message(nextbest_home)
 def test_materializing_the_group_reads_the_sandbox_named_in_the_environment(
     harness_factory, nextbest_home, monkeypatch
 ):
-    with harness_factory() as h:
+    # A 30-day window puts some sign-ups before it; the readers are told the same window.
+    monkeypatch.setenv("NEXTBEST_INGEST_EVENT_RETENTION_DAYS", "30")
+    with harness_factory(event_window_days=30) as h:
         for name, value in h.sb.env().items():
             monkeypatch.setenv(name, value)
         definitions = ingest.defs()
@@ -58,6 +60,22 @@ def test_materializing_the_group_reads_the_sandbox_named_in_the_environment(
         for key in KEYS:
             for field in ("rows_read", "rows_quarantined", "requests", "responses_429", "seconds"):
                 assert field in metadata[key], (key, field)
+        window_start = h.sb.store.window_start()
         with connect(get_settings().warehouse, read_only=True) as con:
             stored = con.execute("select count(*) from raw.intercom_contacts").fetchall()[0][0]
+            coverage = con.execute(
+                """
+                select (c.payload->>'created_at')::bigint, v.complete_from
+                from raw.intercom_event_coverage as v
+                join raw.intercom_contacts as c on c.id = v.contact_id
+                """
+            ).fetchall()
         assert stored == h.sb.store.live_count()
+        # Coverage follows the sandbox's clock, not this machine's: a contact that signed up
+        # before the window is complete only from the window's start (give or take the
+        # seconds the read took).
+        early = [(created, start) for created, start in coverage if created < window_start - 60]
+        assert early, "some contacts signed up before the window"
+        assert all(abs(start - window_start) < 60 for _, start in early)
+        late = [(created, start) for created, start in coverage if created > window_start + 60]
+        assert all(start == created for created, start in late)
