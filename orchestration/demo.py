@@ -52,12 +52,27 @@ def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
         yield None
         return
     from sandbox.runner import running_sandbox
+    from sandbox.settings import SandboxSettings
 
-    console.print(f"starting the sandbox with dataset [bold]{settings.dataset}[/bold]")
-    # The demo keeps the whole event history visible (Intercom's 90-day window off), as if the
-    # older events had been loaded with `nextbest import-events`.
+    options = SandboxSettings()
+    # The demo shows the whole event history (Intercom's 90-day window off), as a real account
+    # has it after `nextbest import-events` of its older events; only an explicit
+    # NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS turns the window on here.
+    window = int(os.environ.get("NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS", "0"))
+    console.print(
+        f"starting the sandbox with dataset [bold]{settings.dataset}[/bold]"
+        f" (dirt {'on' if options.dirt else 'off'}, faults {options.faults or 'none'},"
+        f" event window {'off' if window == 0 else f'{window} days'})"
+    )
     with running_sandbox(
-        settings.dataset, event_window_days=0, cache_dir=settings.cache_dir
+        settings.dataset,
+        faults=options.faults,
+        dirt=options.dirt,
+        event_window_days=window,
+        rate_limit_per_minute=options.rate_limit_per_minute,
+        users=options.users,
+        seed=options.seed,
+        cache_dir=settings.cache_dir,
     ) as sandbox:
         saved = {key: os.environ.get(key) for key in sandbox.env()}
         os.environ.update(sandbox.env())
