@@ -19,7 +19,13 @@ from orchestration.clients.intercom import (
 )
 from orchestration.clients.retrying import RateBudget, wait_for_reset
 from orchestration.clients.stripe import retry_after_seconds, should_retry
-from orchestration.ingest.intercom import ContactToRead, complete_from, contact_window, window_query
+from orchestration.ingest.intercom import (
+    ContactToRead,
+    complete_from,
+    contact_window,
+    sync_contacts,
+    window_query,
+)
 from orchestration.ingest.load import (
     ObjectRow,
     as_unix_seconds,
@@ -286,3 +292,27 @@ def test_search_sends_the_cursor_in_the_body_until_no_next_page():
     ]
     assert found == ["a", "b", "c"]
     assert bodies[1]["pagination"] == {"per_page": 2, "starting_after": "cur"}
+
+
+def test_records_that_cannot_be_parsed_are_quarantined_with_the_reason_not_dropped():
+    contacts = [
+        {"type": "contact", "id": "ok1", "updated_at": 1_700_000_000},
+        {"type": "contact", "updated_at": 1_700_000_000},
+        {"type": "contact", "id": "bad2", "updated_at": "yesterday"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"type": "list", "data": contacts, "pages": {}})
+
+    con = duckdb.connect()
+    ensure_raw_tables(con)
+    with _client(handler) as client:
+        report = sync_contacts(client, con, sync_id="s1", sync_start=1_700_000_100)
+    assert report.counts.quarantined == 2
+    assert report.metadata()["rows_quarantined"] == 2
+    assert con.execute("select id from raw.intercom_contacts").fetchall() == [("ok1",)]
+    rows = con.execute("select record_key, reason from raw.quarantine order by reason").fetchall()
+    assert rows == [
+        (None, "missing or non-string id"),
+        ("bad2", "updated_at is not Unix seconds: 'yesterday'"),
+    ]
