@@ -153,6 +153,13 @@ def quarantine(
     return len(rows)
 
 
+def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    # DuckDB refuses to register while a result of an earlier execute() is unfinished (a
+    # caller's fetchone(), an insert's count): finish it first.
+    con.complete()
+    con.register(name, table)
+
+
 def _dedupe_latest(rows: list[ObjectRow]) -> tuple[list[ObjectRow], int]:
     latest: dict[str, ObjectRow] = {}
     for row in rows:
@@ -187,7 +194,7 @@ def upsert_objects(
             "deleted_reason": pa.array([r.deleted_reason for r in unique], pa.string()),
         }
     )
-    con.register("_incoming_objects", incoming)
+    _register(con, "_incoming_objects", incoming)
     try:
         changed = f"""
             select i.*, t.id is null as is_new
@@ -295,7 +302,7 @@ def upsert_events(con: duckdb.DuckDBPyConnection, rows: list[EventRow], sync_id:
             "source": [r.source for r in values],
         }
     )
-    con.register("_incoming_events", incoming)
+    _register(con, "_incoming_events", incoming)
     try:
         # Intercom's event id is unique: an API event stored under another key (a merged lead's
         # event now listed on the user it was merged into) moves to the new key.
