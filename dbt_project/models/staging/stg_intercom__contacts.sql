@@ -14,30 +14,57 @@ latest as (
     from source
 ),
 
+{%- set fields = {
+    'external_id': ['external_id'],
+    'email': ['email'],
+    'role': ['role'],
+    'name': ['name'],
+    'created_at': ['created_at'],
+    'signed_up_at': ['signed_up_at'],
+    'last_seen_at': ['last_seen_at'],
+    'country': ['location', 'country'],
+    'region': ['location', 'region'],
+    'city': ['location', 'city'],
+    'merged_into_id': ['merged_into_id'],
+    'merged_into': ['merged_into', 'id'],
+} %}
+
+extracted as (
+    select
+        id,
+        updated_at,
+        is_deleted,
+        deleted_reason,
+        {{ json_values('payload', fields) }} as json_values
+    from latest
+    where version_rank = 1
+),
+
 parsed as (
     select
         id as contact_id,
-        nullif(trim({{ json_text('payload', ['external_id']) }}), '') as external_id,
-        nullif(trim({{ json_text('payload', ['email']) }}), '') as email,
-        lower(trim({{ json_text('payload', ['email']) }})) as email_normalized,
-        coalesce({{ json_text('payload', ['role']) }}, 'user') as role,
-        {{ json_text('payload', ['name']) }} as contact_name,
-        {{ epoch_seconds(json_text('payload', ['created_at'])) }} as created_epoch,
-        {{ epoch_seconds(json_text('payload', ['signed_up_at'])) }} as signed_up_epoch_raw,
-        {{ epoch_seconds(json_text('payload', ['last_seen_at'])) }} as last_seen_epoch,
+        nullif(trim({{ json_value('json_values', fields, 'external_id') }}), '') as external_id,
+        nullif(trim({{ json_value('json_values', fields, 'email') }}), '') as email,
+        lower(trim({{ json_value('json_values', fields, 'email') }})) as email_normalized,
+        coalesce({{ json_value('json_values', fields, 'role') }}, 'user') as role,
+        {{ json_value('json_values', fields, 'name') }} as contact_name,
+        {{ epoch_seconds(json_value('json_values', fields, 'created_at')) }} as created_epoch,
+        {{ epoch_seconds(json_value('json_values', fields, 'signed_up_at')) }}
+            as signed_up_epoch_raw,
+        {{ epoch_seconds(json_value('json_values', fields, 'last_seen_at')) }}
+            as last_seen_epoch,
         updated_at as updated_epoch,
-        {{ json_text('payload', ['location', 'country']) }} as country,
-        {{ json_text('payload', ['location', 'region']) }} as region,
-        {{ json_text('payload', ['location', 'city']) }} as city,
+        {{ json_value('json_values', fields, 'country') }} as country,
+        {{ json_value('json_values', fields, 'region') }} as region,
+        {{ json_value('json_values', fields, 'city') }} as city,
         -- Where a merged lead went: the ingestion records the surviving contact's id here.
         coalesce(
-            {{ json_text('payload', ['merged_into_id']) }},
-            {{ json_text('payload', ['merged_into', 'id']) }}
+            {{ json_value('json_values', fields, 'merged_into_id') }},
+            {{ json_value('json_values', fields, 'merged_into') }}
         ) as merged_into_contact_id,
         is_deleted,
         deleted_reason
-    from latest
-    where version_rank = 1
+    from extracted
 ),
 
 final as (

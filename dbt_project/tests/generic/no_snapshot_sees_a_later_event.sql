@@ -1,7 +1,7 @@
-{#- Every snapshot's last event must be at or before snapshot_at, and no event of the user
-    at or before snapshot_at may be missing from its count: returns the snapshots that
-    break either rule. Only whole-journey counts are compared, so it holds for any
-    event names. -#}
+{#- A snapshot whose last step is s must come at or after event s and before event s + 1 of
+    its user: it then counts exactly the events at or before snapshot_at. Returns the
+    snapshots that break this. Steps are dense and in time order (int_events__sessionized),
+    so two equality joins check it without comparing every pair of snapshot and event. -#}
 {% test no_snapshot_sees_a_later_event(model) %}
     with
 
@@ -10,29 +10,34 @@
             snapshot_id,
             user_id,
             snapshot_epoch,
-            n_events,
-            seconds_since_last_event
+            n_events
         from {{ model }}
     ),
 
-    seen as (
+    events as (
         select
-            snapshots.snapshot_id,
-            count(events.event_id) as n_events_at_or_before
-        from snapshots
-        left join {{ ref('int_events__sessionized') }} as events
-            on snapshots.user_id = events.user_id
-                and events.occurred_epoch <= snapshots.snapshot_epoch
-        group by snapshots.snapshot_id
+            user_id,
+            step_number,
+            occurred_epoch
+        from {{ ref('int_events__sessionized') }}
     )
 
     select
         snapshots.snapshot_id,
         snapshots.n_events,
-        seen.n_events_at_or_before
+        last_seen.occurred_epoch as last_seen_epoch,
+        next_unseen.occurred_epoch as next_unseen_epoch
     from snapshots
-    inner join seen on snapshots.snapshot_id = seen.snapshot_id
+    left join events as last_seen
+        on
+            snapshots.user_id = last_seen.user_id
+            and snapshots.n_events = last_seen.step_number
+    left join events as next_unseen
+        on
+            snapshots.user_id = next_unseen.user_id
+            and snapshots.n_events + 1 = next_unseen.step_number
     where
-        snapshots.n_events != seen.n_events_at_or_before
-        or snapshots.seconds_since_last_event < 0
+        last_seen.occurred_epoch > snapshots.snapshot_epoch
+        or (snapshots.n_events > 0 and last_seen.occurred_epoch is null)
+        or next_unseen.occurred_epoch <= snapshots.snapshot_epoch
 {% endtest %}
