@@ -9,14 +9,20 @@ done, so none is penalised for refusing to repeat a completed action.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ml.catalogue import Catalogue
-from ml.recommend import Support, build_support, rank_candidates, similarity_keys, top_k
+from ml.recommend import (
+    Scorer,
+    Support,
+    build_support,
+    rank_candidates,
+    similarity_keys,
+    top_k,
+)
 from ml.states import event_states, first_steps, next_new_action
 
 log = logging.getLogger(__name__)
@@ -100,7 +106,7 @@ def _ranked_by_table(
 def hit_rates(
     train_points: ConverterPoints,
     test_points: ConverterPoints,
-    predict: Callable[[pd.DataFrame], np.ndarray],
+    model: Scorer,
     catalogue: Catalogue,
     support: Support,
     min_support: float,
@@ -131,7 +137,7 @@ def hit_rates(
     keys = similarity_keys(cuts, actions)
     done = keys[[f"done__{a}" for a in actions]].set_axis(actions, axis=1)
 
-    ranked = rank_candidates(cuts, predict, catalogue, support, min_support)
+    ranked = rank_candidates(cuts, model, catalogue, support, min_support)
     ours = top_k(ranked, len(cuts), 3)
 
     train = train_points.states.assign(next_action=train_points.next_action.to_numpy())

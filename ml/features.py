@@ -55,6 +55,7 @@ class FeatureSpec:
         levels = [*self.action_events, OTHER, NONE]
         return [
             *self.numeric,
+            *(f"done:{event}" for event in self.action_events),
             "n_catalogue_actions_done",
             *(f"last_action={level}" for level in levels),
             *(f"previous_action={level}" for level in levels),
@@ -79,13 +80,14 @@ class FeatureSpec:
                     dtype=np.float64, na_value=0.0
                 )
                 numeric[:, j] = values
-        done = np.zeros(n, dtype=np.float32)
-        for column in self.action_columns:
+        # Whether each action was done at all: the step from 0 to 1 is what a nudge changes,
+        # and a flag lets the trees see it without learning the count threshold.
+        flags = np.zeros((n, len(self.action_events)), dtype=np.float32)
+        for j, column in enumerate(self.action_columns):
             if column in frame.columns:
-                done += (frame[column].to_numpy(dtype=np.float64, na_value=0.0) > 0).astype(
-                    np.float32
-                )
-        parts = [numeric, done[:, None]]
+                counts = pd.to_numeric(frame[column], errors="coerce")
+                flags[:, j] = counts.to_numpy(dtype=np.float64, na_value=0.0) > 0
+        parts = [numeric, flags, flags.sum(axis=1, keepdims=True)]
         levels = [*self.action_events, OTHER, NONE]
         for column in ("last_action", "previous_action"):
             values = (

@@ -65,7 +65,9 @@ class Marts:
 
     @property
     def data_end(self) -> pd.Timestamp:
-        """The latest event the warehouse holds: "now" for historical data."""
+        """The data's end ("now" for historical data): the labels' when they state it."""
+        if "data_end_at" in self.labels.columns and self.labels["data_end_at"].notna().any():
+            return pd.Timestamp(self.labels["data_end_at"].max())
         return pd.Timestamp(self.journeys["occurred_at"].max())
 
     @property
@@ -203,7 +205,7 @@ def train_and_register(
     evaluation = hit_rates(
         train_points,
         test_points,
-        result.model.predict,
+        result.model,
         catalogue,
         support,
         settings.min_support,
@@ -324,9 +326,7 @@ def next_best_actions(
         if column.startswith(ACTION_PREFIX) or column in ("n_events", "step_number"):
             states.loc[empty, column] = 0
     support = production_support(marts, catalogue, settings)
-    recs = recommend(
-        states, model.predict, catalogue, support, settings.min_support, goal.window_days
-    )
+    recs = recommend(states, model, catalogue, support, settings.min_support, goal.window_days)
     scored_at = scored_at or datetime.now(UTC).replace(tzinfo=None)
     closed = users.loc[users["status"] != "open"].copy()
     closed["reason"] = np.where(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ CANDIDATE_COLUMNS = [
     "score",
     "score_with",
     "lift",
+    "raw_lift",
 ]
 STATUSES = (
     "recommended",
@@ -173,9 +174,19 @@ def build_support(
     return Support(actions=actions, tables=tables, min_similar=min_similar)
 
 
+class Scorer(Protocol):
+    """What the recommender needs of a model: calibrated and raw conversion scores."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of converting."""
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's uncalibrated, strictly ordered scores."""
+
+
 def rank_candidates(
     states: pd.DataFrame,
-    predict: Callable[[pd.DataFrame], np.ndarray],
+    model: Scorer,
     catalogue: Catalogue,
     support: Support,
     min_support: float,
@@ -184,19 +195,20 @@ def rank_candidates(
 
     Args:
         states: Mart rows (one per user) to recommend for.
-        predict: Calibrated probability of converting for mart rows.
+        model: Gives calibrated probabilities (reported) and raw scores (ranked).
         catalogue: The actions.
         support: From `build_support`.
         min_support: Lowest share of similar converters who did an action next.
 
     Returns:
         One row per (state, candidate): `row` (position in `states`), `action`, `support`,
-        `n_similar`, `level`, `score` (as is), `score_with`, `lift`, ordered best first
-        within each state.
+        `n_similar`, `level`, `score` (as is), `score_with`, `lift`, `raw_lift`, ordered
+        best first within each state.
     """
     actions = catalogue.events
     shares, n_similar, level = support.lookup(states)
-    base = np.asarray(predict(states), dtype=float)
+    base = np.asarray(model.predict(states), dtype=float)
+    base_raw = np.asarray(model.raw_scores(states), dtype=float)
     keys = similarity_keys(states, actions)
     parts = []
     for a in actions:
@@ -204,7 +216,9 @@ def rank_candidates(
         if not eligible.any():
             continue
         chosen = states.loc[eligible]
-        with_a = np.asarray(predict(with_action_done(chosen, a)), dtype=float)
+        changed = with_action_done(chosen, a)
+        with_a = np.asarray(model.predict(changed), dtype=float)
+        raw_with_a = np.asarray(model.raw_scores(changed), dtype=float)
         rows = np.flatnonzero(eligible.to_numpy())
         parts.append(
             pd.DataFrame(
@@ -217,15 +231,20 @@ def rank_candidates(
                     "score": base[rows],
                     "score_with": with_a,
                     "lift": with_a - base[rows],
+                    "raw_lift": raw_with_a - base_raw[rows],
                 }
             )
         )
     if not parts:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
     candidates = pd.concat(parts, ignore_index=True)
-    # Calibrated lifts tie where the isotonic map is flat; support breaks those ties.
+    # Ranked by the raw scores' lift: calibration is monotone, so the order is the same
+    # wherever it is strict, but an isotonic map is flat in places and would tie candidates
+    # the trees tell apart. The calibrated lift is what is reported.
     return candidates.sort_values(
-        ["row", "lift", "support", "action"], ascending=[True, False, False, True], kind="stable"
+        ["row", "raw_lift", "support", "action"],
+        ascending=[True, False, False, True],
+        kind="stable",
     ).reset_index(drop=True)
 
 
@@ -240,7 +259,7 @@ def reason_text(best: dict, window_days: int) -> str:
 
 def recommend(
     states: pd.DataFrame,
-    predict: Callable[[pd.DataFrame], np.ndarray],
+    model: Scorer,
     catalogue: Catalogue,
     support: Support,
     min_support: float,
@@ -255,8 +274,8 @@ def recommend(
         `reason`.
     """
     states = states.reset_index(drop=True)
-    candidates = rank_candidates(states, predict, catalogue, support, min_support)
-    scores = np.asarray(predict(states), dtype=float) if len(states) else np.zeros(0)
+    candidates = rank_candidates(states, model, catalogue, support, min_support)
+    scores = np.asarray(model.predict(states), dtype=float) if len(states) else np.zeros(0)
     keys = similarity_keys(states, catalogue.events)
     out = pd.DataFrame(
         {

@@ -158,6 +158,7 @@ def train_goal(
     test_fraction: float = 0.2,
     max_rounds: int = 600,
     calibration: str = "isotonic",
+    xgb_params: dict[str, object] | None = None,
 ) -> TrainingResult:
     """Split, fit the calibrated XGBoost model and both baselines, and measure all on test.
 
@@ -171,6 +172,7 @@ def train_goal(
         test_fraction: Share of the latest users for the metrics.
         max_rounds: Upper bound of boosting rounds.
         calibration: "isotonic" or "platt".
+        xgb_params: Overrides of the booster's parameters.
 
     Raises:
         TrainingError: A split is empty or holds a single class.
@@ -199,20 +201,21 @@ def train_goal(
     seconds: dict[str, float] = {}
 
     started = time.perf_counter()
-    booster = xgb.XGBClassifier(
-        n_estimators=max_rounds,
-        learning_rate=0.05,
-        max_depth=6,
-        min_child_weight=2,
-        subsample=0.9,
-        colsample_bytree=0.9,
-        reg_lambda=1.0,
-        tree_method="hist",
-        eval_metric="logloss",
-        early_stopping_rounds=40,
-        random_state=seed,
-        n_jobs=2,
-    )
+    params = {
+        "n_estimators": max_rounds,
+        "learning_rate": 0.05,
+        "max_depth": 6,
+        "min_child_weight": 2,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "reg_lambda": 1.0,
+        "tree_method": "hist",
+        "eval_metric": "logloss",
+        "early_stopping_rounds": 40,
+        "random_state": seed,
+        "n_jobs": 2,
+    } | (xgb_params or {})
+    booster = xgb.XGBClassifier(**params)
     booster.fit(x["train"], y["train"], eval_set=[(x["valid"], y["valid"])], verbose=False)
     calibrator = Calibrator(calibration).fit(booster.predict_proba(x["valid"])[:, 1], y["valid"])
     model = ConversionModel(spec=spec, booster=booster, calibrator=calibrator, goal=goal.name)
@@ -236,7 +239,8 @@ def train_goal(
             metrics[f"{name}_test_{metric}"] = value
     for bucket_name, buckets in (("days", day_bucket(test)), ("steps", step_bucket(test))):
         for bucket, value in auc_by_bucket(y["test"], scores["model"], buckets).items():
-            metrics[f"model_test_roc_auc_{bucket_name}_{bucket.split(' ', 1)[1]}"] = value
+            suffix = bucket.split(" ", 1)[1].replace("+", "_plus")
+            metrics[f"model_test_roc_auc_{bucket_name}_{suffix}"] = value
     for name in SPLITS:
         metrics[f"{name}_rows"] = float(len(splits[name]))
         metrics[f"{name}_users"] = float(splits[name]["user_id"].nunique())

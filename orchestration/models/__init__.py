@@ -5,4 +5,11 @@ import dagster as dg
 
 def defs() -> dg.Definitions:
     """Definitions of the model stage."""
-    return dg.Definitions()
+    from orchestration.models.assets import (
+        conversion_model,
+        next_best_actions,
+        training_set,
+        user_scores,
+    )
+
+    return dg.Definitions(assets=[training_set, conversion_model, user_scores, next_best_actions])
