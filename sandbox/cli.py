@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,7 +21,9 @@ def serve(
         help="simple_shop, mobile_onboarding_2018, synthetic, or events_file (default: "
         "NEXTBEST_DATASET, or events_file when --events is given).",
     ),
-    port: int | None = typer.Option(None, help="Port (default NEXTBEST_SANDBOX_PORT; 0: free)."),
+    port: int | None = typer.Option(
+        None, min=0, max=65535, help="Port (default NEXTBEST_SANDBOX_PORT; 0: free)."
+    ),
     faults: str | None = typer.Option(None, help="Fault profile (see docs/sandbox.md)."),
     events: Annotated[Path | None, typer.Option(help="Your own event log: a CSV file.")] = None,
     conversion_event: str | None = typer.Option(None, help="The event that converts (--events)."),
@@ -29,33 +31,64 @@ def serve(
     event_column: str = typer.Option("event", help="Column of the event name in --events."),
     time_column: str = typer.Option("timestamp", help="Column of the time in --events."),
     signup: str = typer.Option("first_event", help="first_event, or the sign-up event's name."),
-    users: int | None = typer.Option(None, help="Synthetic users (NEXTBEST_SANDBOX_USERS)."),
+    users: int | None = typer.Option(None, min=1, help="Synthetic users (NEXTBEST_SANDBOX_USERS)."),
     seed: int | None = typer.Option(None, help="Synthetic seed (NEXTBEST_SANDBOX_SEED)."),
     no_dirt: bool = typer.Option(False, "--no-dirt", help="Serve the data without the dirt."),
 ) -> None:
     """Serve a dataset as Intercom and Stripe on loopback until interrupted."""
+    from pydantic import ValidationError
+
     from orchestration.settings import get_settings
-    from sandbox.runner import build_dataset_store, serve_store
+    from sandbox.datasets import DatasetError
+    from sandbox.faults import profile
+    from sandbox.runner import DATASETS, build_dataset_store, serve_store
     from sandbox.settings import SandboxSettings
 
-    settings, sandbox_settings = get_settings(), SandboxSettings()
+    try:
+        settings, sandbox_settings = get_settings(), SandboxSettings()
+    except ValidationError as error:
+        console.print(f"[red]error:[/red] {settings_problems(error)}", soft_wrap=True)
+        raise typer.Exit(1) from error
     chosen = dataset or ("events_file" if events else settings.dataset)
+    # Every argument is checked before the dataset is built, which takes seconds.
+    if chosen not in DATASETS:
+        raise typer.BadParameter(
+            f"unknown dataset {chosen!r}; known: {', '.join(DATASETS)}", param_hint="--dataset"
+        )
     if chosen == "events_file" and (events is None or conversion_event is None):
         raise typer.BadParameter("--events FILE.csv needs --conversion-event NAME")
+    if chosen != "events_file" and (events is not None or conversion_event is not None):
+        raise typer.BadParameter(
+            f"--events and --conversion-event go with --dataset events_file, not {chosen}"
+        )
+    flags = {"--user-column": user_column, "--event-column": event_column}
+    flags["--time-column"] = time_column
+    named = [flag for flag, column in flags.items() if list(flags.values()).count(column) > 1]
+    if named:
+        raise typer.BadParameter(f"{' and '.join(named)} name the same column")
+    try:
+        profile(faults or sandbox_settings.faults)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--faults") from error
     column_map = {user_column: "user_id", event_column: "event", time_column: "timestamp"}
     started = time.perf_counter()
-    store = build_dataset_store(
-        chosen,
-        dirt=sandbox_settings.dirt and not no_dirt,
-        event_window_days=sandbox_settings.event_window_days,
-        users=users or sandbox_settings.users,
-        seed=sandbox_settings.seed if seed is None else seed,
-        events_file=events,
-        conversion_event=conversion_event,
-        column_map={k: v for k, v in column_map.items() if k != v},
-        cache_dir=settings.cache_dir,
-        signup=signup,
-    )
+    try:
+        store = build_dataset_store(
+            chosen,
+            dirt=sandbox_settings.dirt and not no_dirt,
+            event_window_days=sandbox_settings.event_window_days,
+            users=users or sandbox_settings.users,
+            seed=sandbox_settings.seed if seed is None else seed,
+            events_file=events,
+            conversion_event=conversion_event,
+            column_map={k: v for k, v in column_map.items() if k != v},
+            cache_dir=settings.cache_dir,
+            signup=signup,
+        )
+    except DatasetError as error:
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        raise typer.Exit(1) from error
+    _report_rejected(store.rejected, store.duplicate_rows)
     with serve_store(
         store,
         port=settings.sandbox_port if port is None else port,
@@ -76,6 +109,35 @@ def serve(
                 time.sleep(1)
         except KeyboardInterrupt:
             console.print("stopped")
+
+
+def settings_problems(error: Any) -> str:
+    """A pydantic ValidationError as one line per variable: name, problem, value given."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        lines.append(f"{name}={problem.get('input')!r}: {problem['msg']}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def _report_rejected(rejected: list[dict], duplicate_rows: int, shown: int = 10) -> None:
+    """Say how many rows of an events file were set aside, and why, for the first few."""
+    if duplicate_rows:
+        console.print(
+            f"{duplicate_rows:,} rows repeat another row's user, event and second; all are served",
+            soft_wrap=True,
+        )
+    if not rejected:
+        return
+    console.print(
+        f"[yellow]set aside {len(rejected):,} rows that could not be read[/yellow] "
+        "(all of them: GET /_sandbox/rejected):",
+        soft_wrap=True,
+    )
+    for row in rejected[:shown]:
+        console.print(f"  line {row['line']}: {row['reason']}: {row['record']}", soft_wrap=True)
+    if len(rejected) > shown:
+        console.print(f"  ... and {len(rejected) - shown:,} more", soft_wrap=True)
 
 
 @app.command("synthetic")

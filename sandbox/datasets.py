@@ -6,14 +6,19 @@ Every loader returns the same frame: `user_id` (string), `event` (string) and `t
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
 import io
 import logging
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -26,10 +31,27 @@ SIMPLE_SHOP_MEMBER = "retentioneering/datasets/data/simple-onlineshop.csv"
 SIMPLE_SHOP_CSV_SHA256 = "3b7f78721020612367176a1f6464e4802485204e4518ecab5c936a3375ad3ec6"
 # PyPI's simple index (PEP 691 JSON) names the wheel's download URL and hash.
 PYPI_SIMPLE_URL = "https://pypi.org/simple/retentioneering/"
+REQUIRED_COLUMNS = ("user_id", "event", "timestamp")
+# 2100-01-01: later times in an event export are typing errors or a wrong unit.
+LATEST_TIME = 4_102_444_800
+# Control characters, and the lone surrogates that stand for bytes that are not UTF-8.
+_UNREADABLE = re.compile("[\x00-\x1f\x7f\udc80-\udcff]")
 
 
 class DatasetError(ValueError):
     """A dataset could not be loaded; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row of an events file that was set aside: its first line, the reason, its text."""
+
+    line: int
+    reason: str
+    record: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}: {self.record}"
 
 
 @dataclass(frozen=True)
@@ -40,11 +62,15 @@ class EventLog:
         name: The dataset's name.
         events: Frame of `user_id`, `event`, `timestamp` (Unix seconds), sorted by user, time.
         conversion_event: The event that counts as the first payment.
+        rejected: Rows of a user's file that could not be read, with line and reason.
+        duplicate_rows: Rows that repeat another row's user, event and second (all served).
     """
 
     name: str
     events: pd.DataFrame
     conversion_event: str
+    rejected: tuple[RejectedRow, ...] = ()
+    duplicate_rows: int = 0
 
 
 def _sha256(data: bytes) -> str:
@@ -99,9 +125,21 @@ def _unix_seconds(stamps: pd.Series) -> pd.Series:
     return (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
 
 
-def _finish(name: str, frame: pd.DataFrame, conversion_event: str) -> EventLog:
+def _finish(
+    name: str,
+    frame: pd.DataFrame,
+    conversion_event: str,
+    rejected: tuple[RejectedRow, ...] = (),
+    duplicate_rows: int = 0,
+) -> EventLog:
     frame = frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
-    return EventLog(name=name, events=frame, conversion_event=conversion_event)
+    return EventLog(
+        name=name,
+        events=frame,
+        conversion_event=conversion_event,
+        rejected=rejected,
+        duplicate_rows=duplicate_rows,
+    )
 
 
 def load_simple_shop(cache_dir: Path) -> EventLog:
@@ -138,54 +176,208 @@ def load_events_file(
 ) -> EventLog:
     """A user's own event export: a CSV with user id, event name and timestamp columns.
 
+    Rows that cannot be read are set aside in `EventLog.rejected` with their line and reason
+    (wrong number of fields, an empty or unprintable user id or event name, text that is not
+    UTF-8, an unreadable or out-of-range time); the rest are served. Problems with the file as
+    a whole are fatal.
+
     Args:
-        path: The CSV file.
+        path: The CSV file (UTF-8, a byte-order mark is allowed).
         conversion_event: The event that counts as converting (e.g. a first payment).
         column_map: Maps the file's column names onto `user_id`, `event`, `timestamp`,
             e.g. `{"distinct_id": "user_id", "name": "event", "time": "timestamp"}`.
 
     Returns:
-        The log. Timestamps may be ISO 8601 text, Unix seconds or Unix milliseconds.
+        The log. Timestamps may be ISO 8601 text (UTC when no offset is given) or Unix
+        seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude; each
+        row is read on its own, so the forms may be mixed.
 
     Raises:
-        DatasetError: A column is missing, a row has no user, event or readable time (the
-            message names the first such row), or the conversion event never occurs.
+        DatasetError: The file is missing, a folder, empty or has no header; a column is
+            missing or named twice; the quoting breaks (the message names the line); no row
+            is readable; or the conversion event never occurs.
     """
     path = Path(path)
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    raw = raw.rename(columns=dict(column_map or {}))
-    missing = {"user_id", "event", "timestamp"} - set(raw.columns)
-    if missing:
+    data = _read_bytes(path)
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    if not data.strip():
+        raise DatasetError(f"{path}: the file is empty; expected a header and event rows")
+    # Undecodable bytes become lone surrogates, so each row is judged on its own text.
+    text = data.decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    columns = _header(path, reader, column_map)
+    wanted = [columns.index(name) for name in ("user_id", "event", "timestamp")]
+    users: list[str] = []
+    names: list[str] = []
+    stamps: list[str] = []
+    lines: list[int] = []
+    rejected: list[RejectedRow] = []
+    line = reader.line_num
+    try:
+        for record in reader:
+            first_line, line = line + 1, reader.line_num
+            if not record:
+                continue  # a blank line is no record
+            reason = _row_problem(record, len(columns), wanted)
+            if reason:
+                rejected.append(RejectedRow(first_line, reason, _shown(record)))
+                continue
+            user, event, stamp = (record[k].strip() for k in wanted)
+            users.append(user)
+            names.append(event)
+            stamps.append(stamp)
+            lines.append(first_line)
+    except csv.Error as error:
+        # Past a broken quote the rest of the file cannot be split into rows reliably.
         raise DatasetError(
-            f"{path}: missing columns {sorted(missing)} (found {list(raw.columns)}); "
-            "map yours with column_map"
+            f"{path}: line {line + 1}: {error}; check the quoting of the row starting there"
+        ) from error
+    seconds, bad_times = _parse_times(stamps)
+    for k in np.flatnonzero(bad_times):
+        rejected.append(
+            RejectedRow(lines[k], bad_times[k], _shown([users[k], names[k], stamps[k]]))
         )
-    text = raw["timestamp"].str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
-    if numeric.notna().all() and len(numeric):
-        # Values above 10^11 are milliseconds: seconds that large lie beyond the year 5000.
-        seconds = numeric.where(numeric < 1e11, numeric / 1000).astype("int64")
-    else:
-        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
-        bad = parsed.isna()
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise DatasetError(
-                f"{path}: row {row + 2} has an unreadable timestamp {text.iloc[row]!r}"
-            )
-        seconds = pd.Series(_unix_seconds(parsed))
-    for column in ("user_id", "event"):
-        empty = raw[column].str.strip() == ""
-        if empty.any():
-            row = int(empty.to_numpy().argmax())
-            raise DatasetError(f"{path}: row {row + 2} has an empty {column}")
+    keep = ~bad_times.astype(bool)
+    rejected.sort(key=lambda r: r.line)
     frame = pd.DataFrame(
         {
-            "user_id": raw["user_id"].str.strip().astype(object),
-            "event": raw["event"].str.strip().astype(object),
-            "timestamp": seconds.to_numpy(),
+            "user_id": pd.Series(users, dtype=object)[keep].to_numpy(dtype=object),
+            "event": pd.Series(names, dtype=object)[keep].to_numpy(dtype=object),
+            "timestamp": seconds[keep],
         }
     )
+    if frame.empty:
+        detail = f"; {len(rejected):,} set aside, the first: {rejected[0]}" if rejected else ""
+        raise DatasetError(f"{path}: no readable event rows{detail}")
+    if rejected:
+        log.warning(
+            "%s: %d of %d rows set aside (first: %s)",
+            path,
+            len(rejected),
+            len(rejected) + len(frame),
+            rejected[0],
+        )
     if not (frame["event"] == conversion_event).any():
-        raise DatasetError(f"{path}: the conversion event {conversion_event!r} never occurs")
-    return _finish(path.stem, frame, conversion_event)
+        raise DatasetError(_never_occurs(path, frame["event"], conversion_event, rejected))
+    duplicates = int(frame.duplicated().sum())
+    return _finish(path.stem, frame, conversion_event, tuple(rejected), duplicates)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder; expected a CSV file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise DatasetError(f"{path}: no such file") from error
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot be read: {error.strerror}") from error
+
+
+def _header(path: Path, reader: Any, column_map: Mapping[str, str] | None) -> list[str]:
+    """The header's column names after `column_map`; every problem with it is fatal."""
+    try:
+        header = next(reader, [])
+    except csv.Error as error:
+        raise DatasetError(f"{path}: line 1 (the header): {error}") from error
+    columns = [name.strip() for name in header]
+    if any(_UNREADABLE.search(name) for name in columns):
+        raise DatasetError(f"{path}: line 1 (the header) is not UTF-8 text: {header!r}")
+    mapping = dict(column_map or {})
+    unknown = sorted(set(mapping.values()) - set(REQUIRED_COLUMNS))
+    if unknown:
+        raise DatasetError(f"column_map names {unknown}; columns map onto {REQUIRED_COLUMNS}")
+    mapped = [mapping.get(name, name) for name in columns]
+    for name in REQUIRED_COLUMNS:
+        sources = [columns[k] for k, target in enumerate(mapped) if target == name]
+        if len(sources) > 1:
+            raise DatasetError(
+                f"{path}: line 1: {len(sources)} columns would be {name!r} ({sources}); "
+                "rename or map one of them"
+            )
+    missing = [name for name in REQUIRED_COLUMNS if name not in mapped]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing columns {missing} (found {columns}); map yours with column_map "
+            "(--user-column, --event-column, --time-column)"
+        )
+    return mapped
+
+
+def _row_problem(record: list[str], width: int, wanted: list[int]) -> str | None:
+    """Why a row cannot be used, or None."""
+    if len(record) != width:
+        return f"expected {width} fields, found {len(record)}"
+    for k, name in zip(wanted, REQUIRED_COLUMNS, strict=True):
+        value = record[k].strip()
+        if not value:
+            return f"empty {name}"
+        bad = _UNREADABLE.search(value)
+        if bad:
+            char = bad.group()
+            if "\udc80" <= char <= "\udcff":
+                byte = ord(char) - 0xDC00
+                return f"{name} is not UTF-8 text (byte 0x{byte:02x})"
+            what = "a NUL byte" if char == "\x00" else f"the control character {char!r}"
+            return f"{name} contains {what}"
+    return None
+
+
+def _shown(record: list[str]) -> str:
+    text = ",".join(record)
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
+def _parse_times(stamps: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Unix seconds of each text, and per row an empty string or the reason it is unreadable.
+
+    Numbers are seconds, milliseconds, microseconds or nanoseconds by magnitude: each unit
+    is taken up to 10^11 seconds (the year 5138), so the ranges do not overlap.
+    """
+    text = pd.Series(stamps, dtype=object)
+    numeric = pd.to_numeric(text, errors="coerce").astype("float64")
+    is_number = numeric.notna().to_numpy()
+    seconds = np.zeros(len(text), dtype=np.float64)
+    reasons = np.full(len(text), "", dtype=object)
+    values = numeric.to_numpy()
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(values)
+        unit = np.select(
+            [magnitude < 1e11, magnitude < 1e14, magnitude < 1e17, magnitude < 1e20],
+            [1.0, 1e3, 1e6, 1e9],
+            default=np.nan,
+        )
+    seconds[is_number] = np.floor(values[is_number] / unit[is_number])
+    texts = ~is_number
+    if texts.any():
+        parsed = pd.to_datetime(text[texts], utc=True, errors="coerce", format="ISO8601")
+        ok = parsed.notna().to_numpy()
+        as_seconds = np.full(int(texts.sum()), np.nan)
+        as_seconds[ok] = _unix_seconds(parsed[ok]).to_numpy(dtype=np.float64)
+        seconds[texts] = as_seconds
+    unreadable = ~np.isfinite(seconds)
+    out_of_range = ~unreadable & ((seconds < 0) | (seconds >= LATEST_TIME))
+    for k in np.flatnonzero(unreadable):
+        reasons[k] = (
+            f"timestamp {stamps[k]!r} is neither ISO 8601 text nor Unix seconds, "
+            "milliseconds, microseconds or nanoseconds"
+        )
+    for k in np.flatnonzero(out_of_range):
+        reasons[k] = f"timestamp {stamps[k]!r} lies outside 1970-01-01 to 2099-12-31"
+    seconds[unreadable] = 0
+    return seconds.astype(np.int64), reasons
+
+
+def _never_occurs(
+    path: Path, events: pd.Series, conversion_event: str, rejected: list[RejectedRow]
+) -> str:
+    counts = events.value_counts()
+    near = [n for n in counts.index if str(n).casefold() == conversion_event.casefold()]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    common = ", ".join(f"{name!r} ({count:,})" for name, count in counts.head(8).items())
+    aside = f"; {len(rejected):,} rows were set aside, the first: {rejected[0]}" if rejected else ""
+    return (
+        f"{path}: the conversion event {conversion_event!r} never occurs in the readable rows"
+        f"{hint} (most frequent events: {common}){aside}"
+    )

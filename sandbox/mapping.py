@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
-from sandbox.datasets import EventLog
+from sandbox.datasets import DatasetError, EventLog
 from sandbox.store import STRIPE_EVENT_RETENTION_SECONDS, Contacts, Events, Store
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ def build_store(
         signed = first.copy()
     else:
         code = _code_of(names, signup)
+        if code < 0:
+            raise DatasetError(
+                f"{event_log.name}: the sign-up event {signup!r} never occurs; "
+                "name one that does, or use first_event"
+            )
         hit = name_codes == code
         signed = first.copy()
         signup_time = pd.Series(times[hit]).groupby(user_codes[hit]).min()
@@ -164,6 +170,8 @@ def build_store(
         clock=clock,
         event_window_days=event_window_days,
     )
+    store.rejected = [asdict(row) for row in event_log.rejected]
+    store.duplicate_rows = event_log.duplicate_rows
     _add_payments(store, tag, converters, conv_time.to_numpy(), user_list, rng, dirt)
     if dirt:
         _add_contact_dirt(store, rng, converters)

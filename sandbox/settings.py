@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,7 @@ class SandboxSettings(BaseSettings):
     )
     rate_limit_per_minute: int | None = Field(
         default=10_000,
+        ge=1,
         alias="NEXTBEST_SANDBOX_RATE_LIMIT",
         description="Intercom calls a minute the sandbox allows (10-second windows).",
     )
@@ -41,3 +42,14 @@ class SandboxSettings(BaseSettings):
     seed: int = Field(
         default=0, alias="NEXTBEST_SANDBOX_SEED", description="Seed of the synthetic dataset."
     )
+
+    @field_validator("faults")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        from sandbox.faults import PROFILES
+
+        if value and value not in PROFILES:
+            raise ValueError(
+                f"unknown fault profile {value!r}; known: {', '.join(sorted(PROFILES))}"
+            )
+        return value or None

@@ -108,11 +108,14 @@ def test_an_events_file_with_other_column_names_and_milliseconds(tmp_path: Path)
         assert invoice["status_transitions"]["paid_at"] == 1_700_000_100
 
 
-def test_an_events_file_with_a_bad_row_names_the_row(tmp_path: Path):
+def test_an_events_file_sets_a_bad_row_aside_with_its_line(tmp_path: Path):
     path = tmp_path / "bad.csv"
     path.write_text("user_id,event,timestamp\na,paid,2024-01-01T00:00:00Z\nb,paid,yesterday\n")
-    with pytest.raises(DatasetError, match="row 3 has an unreadable timestamp 'yesterday'"):
-        load_events_file(path, "paid")
+    loaded = load_events_file(path, "paid")
+    assert loaded.events["user_id"].tolist() == ["a"]
+    assert [(r.line, r.reason.split(" is ")[0]) for r in loaded.rejected] == [
+        (3, "timestamp 'yesterday'")
+    ]
     with pytest.raises(DatasetError, match="never occurs"):
         load_events_file(_ok(tmp_path), "payment")
 
