@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 INTERCOM_PER_PAGE_MAX = 150
 SCROLL_PAGE_SIZE = 50
 EVENTS_PER_PAGE_MAX = 100
+CURSOR_LIMIT = 2**31
+INT64_MAX = 2**63 - 1
+# JSON nested deeper than this is refused before it is parsed (a search query needs 5 levels).
+JSON_DEPTH_MAX = 32
 SEARCH_FIELDS_NUMERIC = ("updated_at", "last_seen_at", "signed_up_at", "created_at")
 SEARCH_FIELDS_TEXT = ("role", "external_id", "email", "id", "name")
 HTML_503 = (
@@ -131,18 +135,28 @@ def _encode_cursor(page: int, position: int) -> str:
     return base64.urlsafe_b64encode(f"{page}:{position}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[int, int]:
+def _decode_cursor(cursor: Any) -> tuple[int, int]:
+    invalid = ApiError(400, "parameter_invalid", "starting_after is invalid", "starting_after")
+    if not isinstance(cursor, str):
+        raise invalid
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         page, _, position = base64.urlsafe_b64decode(padded).decode().partition(":")
-        return int(page), int(position)
+        numbers = int(page), int(position)
     except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, "parameter_invalid", "starting_after is invalid") from error
+        raise invalid from error
+    # Only cursors this server wrote are valid: both numbers are small and not negative.
+    if not all(0 <= n < CURSOR_LIMIT for n in numbers):
+        raise invalid
+    return numbers
 
 
 def _int_param(value: Any, name: str, default: int, low: int, high: int) -> int:
     if value is None or value == "":
         return default
+    if isinstance(value, bool | float | list | dict):
+        # JSON bodies: 1.5 or true are not integers, though int() would take them.
+        raise ApiError(400, "parameter_invalid", f"{name} must be an integer", name)
     try:
         number = int(value)
     except (TypeError, ValueError) as error:
@@ -260,25 +274,29 @@ def _search_mask(store: Store, query: dict, depth: int = 0) -> np.ndarray:
         return combine.reduce(masks)
     name, value = query.get("field"), query.get("value")
     c = store.contacts
+    if not isinstance(name, str):
+        raise ApiError(400, "parameter_invalid", "field must be a string", "query")
     if name in SEARCH_FIELDS_NUMERIC:
+        tests = {
+            "=": np.equal,
+            "!=": np.not_equal,
+            ">": np.greater,
+            "<": np.less,
+            "IN": np.isin,
+            "NIN": lambda col, values: ~np.isin(col, values),
+        }
+        if operator not in tests:
+            raise ApiError(400, "parameter_invalid", f"operator {operator!r} on {name}", "query")
         column = getattr(c, name).astype(np.float64)
         column = np.where(column < 0, np.nan, column)
-        try:
-            values = [float(v) for v in value] if isinstance(value, list) else float(value)
-        except (TypeError, ValueError) as error:
-            raise ApiError(400, "parameter_invalid", f"{name} needs a number") from error
+        if operator in ("IN", "NIN"):
+            if not isinstance(value, list) or not value:
+                raise ApiError(400, "parameter_invalid", f"{operator} needs a list", "query")
+            values: Any = [_search_number(name, v) for v in value]
+        else:
+            values = _search_number(name, value)
         with np.errstate(invalid="ignore"):
-            tests = {
-                "=": lambda: column == values,
-                "!=": lambda: column != values,
-                ">": lambda: column > values,
-                "<": lambda: column < values,
-                "IN": lambda: np.isin(column, values),
-                "NIN": lambda: ~np.isin(column, values),
-            }
-            if operator not in tests:
-                raise ApiError(400, "parameter_invalid", f"operator {operator!r} on {name}")
-            return np.asarray(tests[operator]())
+            return np.asarray(tests[operator](column, values))
     if name in SEARCH_FIELDS_TEXT:
         column = np.array(
             getattr(c, "ids" if name == "id" else f"{name}s" if name != "role" else "roles"),
@@ -288,6 +306,13 @@ def _search_mask(store: Store, query: dict, depth: int = 0) -> np.ndarray:
             column = np.array(c.external_ids, dtype=object)
         text = column.astype(str)
         present = np.array([v is not None for v in column])
+        if operator in ("IN", "NIN"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ApiError(
+                    400, "parameter_invalid", f"{operator} on {name} needs a list of strings"
+                )
+        elif not isinstance(value, str) and not (value is None and operator in ("=", "!=")):
+            raise ApiError(400, "parameter_invalid", f"{name} {operator} needs a string", "query")
         value_list = value if isinstance(value, list) else [value]
         if operator == "=":
             return (text == str(value)) & present if value is not None else ~present
@@ -306,10 +331,25 @@ def _search_mask(store: Store, query: dict, depth: int = 0) -> np.ndarray:
     raise ApiError(400, "parameter_invalid", f"field {name!r} is not searchable", "query")
 
 
+def _search_number(name: str, value: Any) -> float:
+    """A search value for a timestamp field: a number, or text holding one, that is finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ApiError(400, "parameter_invalid", f"{name} needs a number", "query")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError) as error:
+        raise ApiError(400, "parameter_invalid", f"{name} needs a number", "query") from error
+    if not math.isfinite(number) or abs(number) > INT64_MAX:
+        raise ApiError(400, "parameter_invalid", f"{name} is out of range", "query")
+    return number
+
+
 async def search_contacts(state: SandboxState, request: Request) -> Response:
     """`POST /contacts/search`: filters, AND/OR groups, the cursor in the body."""
     body = await _json_body(request)
     pagination = body.get("pagination") or {}
+    if not isinstance(pagination, dict):
+        raise ApiError(400, "parameter_invalid", "pagination must be an object", "pagination")
     per_page = _int_param(pagination.get("per_page"), "per_page", 50, 1, INTERCOM_PER_PAGE_MAX)
     starting_after = pagination.get("starting_after")
     if "query" not in body:
@@ -488,19 +528,29 @@ async def post_event(state: SandboxState, request: Request) -> Response:
 # ---- Stripe ---------------------------------------------------------------------------------
 
 
+def _stripe_integer(value: str, param: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as error:
+        raise ApiError(
+            400, "parameter_invalid_integer", f"Invalid integer: {value}", param
+        ) from error
+    if not -INT64_MAX <= number <= INT64_MAX:
+        raise ApiError(400, "parameter_invalid_integer", f"Invalid integer: {value}", param)
+    return number
+
+
 def _stripe_created(params: Any) -> dict[str, int]:
     bounds = {}
+    for key in params:
+        if key.startswith("created[") and key[8:-1] not in ("gte", "gt", "lte", "lt"):
+            raise ApiError(400, "parameter_unknown", f"Received unknown parameter: {key}", key)
     for op in ("gte", "gt", "lte", "lt"):
         value = params.get(f"created[{op}]")
         if value is not None:
-            try:
-                bounds[op] = int(value)
-            except ValueError as error:
-                raise ApiError(
-                    400, "parameter_invalid_integer", "Invalid integer", f"created[{op}]"
-                ) from error
+            bounds[op] = _stripe_integer(value, f"created[{op}]")
     if params.get("created") is not None:
-        bounds["gte"] = bounds["lte"] = int(params["created"])
+        bounds["gte"] = bounds["lte"] = _stripe_integer(params["created"], "created")
     return bounds
 
 
@@ -585,13 +635,34 @@ def stripe_get_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitabl
 # ---- dispatch -------------------------------------------------------------------------------
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether brackets nest deeper than JSON_DEPTH_MAX (strings included: an upper bound)."""
+    depth = deepest = 0
+    for byte in raw.translate(None, delete=_NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > JSON_DEPTH_MAX:
+            return True
+    return False
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 async def _json_body(request: Request) -> dict:
     raw = await request.body()
     if not raw:
         return {}
+    if _too_deep(raw):
+        raise ApiError(400, "parameter_invalid", f"body nests deeper than {JSON_DEPTH_MAX}")
     try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as error:
+        # NaN and Infinity are not JSON, though Python's parser takes them by default.
+        body = json.loads(raw, parse_constant=_no_constant)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, the constants
         raise ApiError(400, "parameter_invalid", f"body is not JSON: {error}") from error
     if not isinstance(body, dict):
         raise ApiError(400, "parameter_invalid", "body must be a JSON object")
@@ -656,19 +727,37 @@ def vendor_route(
         try:
             response = await handler(state, request)
         except ApiError as error:
-            if vendor == "intercom":
-                response = intercom_error(error.status, error.code, error.message, error.field)
-            else:
-                error_type = "invalid_request_error"
-                response = stripe_error(
-                    error.status, error_type, error.message, error.code, error.field
-                )
+            response = _vendor_error(vendor, error)
+        except Exception:  # a sandbox bug still answers in the vendor's shape, and is logged
+            log.exception("sandbox: %s %s failed", request.method, request.url.path)
+            response = _vendor_error(vendor, ApiError(500, "server_error", "internal error"))
         if step == "ok_remaining_1":
             headers = _rate_headers(max(limit, 2), 1, now + 7)
         response.headers.update(headers)
         return response
 
     return endpoint
+
+
+def _vendor_error(vendor: str, error: ApiError) -> Response:
+    """An ApiError in the vendor's error body."""
+    if vendor == "intercom":
+        return intercom_error(error.status, error.code, error.message, error.field)
+    error_type = "api_error" if error.status >= 500 else "invalid_request_error"
+    return stripe_error(error.status, error_type, error.message, error.code, error.field)
+
+
+async def _unrouted(request: Request, exc: Exception) -> Response:
+    """404 and 405 in the vendor's error body, by the path's prefix."""
+    status = getattr(exc, "status_code", 404)
+    path, method = request.url.path, request.method
+    if path.startswith("/intercom/"):
+        code = "not_found" if status == 404 else "method_not_allowed"
+        return intercom_error(status, code, f"{method} {path.removeprefix('/intercom')} is unknown")
+    if path.startswith("/stripe/"):
+        message = f"Unrecognized request URL ({method}: {path.removeprefix('/stripe')})."
+        return stripe_error(status, "invalid_request_error", message)
+    return JSONResponse({"error": f"{method} {path} is unknown"}, status)
 
 
 def _scripted(step: str, now: int, headers: dict[str, str]) -> Response | None:
@@ -741,6 +830,9 @@ def admin_routes(state: SandboxState) -> list[Route]:
     async def mutations(_: Request) -> list:
         return list(state.mutations)
 
+    async def rejected(_: Request) -> list:
+        return list(store.rejected)
+
     async def add_event(request: Request) -> dict:
         body = await _json_body(request)
         store.add_event(body)
@@ -749,6 +841,9 @@ def admin_routes(state: SandboxState) -> list[Route]:
 
     async def merge(request: Request) -> dict:
         body = await _json_body(request)
+        missing = [key for key in ("lead_id", "user_id") if not isinstance(body.get(key), str)]
+        if missing:
+            raise ApiError(400, "parameter_not_found", f"{' and '.join(missing)} required")
         store.merge(body["lead_id"], body["user_id"])
         state.mutations.append({"kind": "merged", "lead": body["lead_id"], "user": body["user_id"]})
         return {"ok": True}
@@ -778,11 +873,14 @@ def admin_routes(state: SandboxState) -> list[Route]:
 
     async def clock(request: Request) -> dict:
         body = await _json_body(request)
-        return {"clock": store.advance_clock(int(body.get("advance_seconds", 0)))}
+        return {"clock": store.advance_clock(body.get("advance_seconds", 0))}
 
     async def faults(request: Request) -> dict:
         body = await _json_body(request)
-        chosen = state.set_faults(body.get("profile"), **(body.get("overrides") or {}))
+        overrides = body.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ApiError(400, "parameter_invalid", "overrides must be an object")
+        chosen = state.set_faults(body.get("profile"), **overrides)
         return asdict(chosen)
 
     routes = [
@@ -791,6 +889,7 @@ def admin_routes(state: SandboxState) -> list[Route]:
         ("/attributes", attributes, "GET"),
         ("/dirt", dirt, "GET"),
         ("/mutations", mutations, "GET"),
+        ("/rejected", rejected, "GET"),
         ("/events", add_event, "POST"),
         ("/merge", merge, "POST"),
         ("/contacts/{contact_id}/{action}", contact_state, "POST"),
@@ -837,4 +936,4 @@ def create_app(state: SandboxState) -> Starlette:
             )
         )
     routes += admin_routes(state)
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={404: _unrouted, 405: _unrouted})

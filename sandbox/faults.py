@@ -15,6 +15,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+# What each script step answers; "ok" lets the request through.
+SCRIPTS = (
+    "ok",
+    "ok_remaining_1",
+    "429_reset_past",
+    "429_no_reset",
+    "503_html",
+    "500_json",
+    "429_lock_timeout",
+    "429_rate_limit",
+    "500_api_error",
+)
+
 
 @dataclass(frozen=True)
 class FaultProfile:
@@ -54,6 +67,46 @@ class FaultProfile:
     stripe_script: tuple[str, ...] = ()
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Overrides arrive as JSON through the admin API; a wrong type would fail later, on
+        # every vendor request, so it is refused here with the switch's name.
+        def integer(value: Any, low: int, optional: bool = False) -> bool:
+            if value is None:
+                return optional
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        def real(value: Any, low: float, high: float) -> bool:
+            return (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and low <= value <= high
+            )
+
+        checks = {
+            "name": isinstance(self.name, str),
+            "rate_limit_per_minute": integer(self.rate_limit_per_minute, 1, optional=True),
+            "error_share": real(self.error_share, 0.0, 1.0),
+            "delay_seconds": real(self.delay_seconds, 0.0, 60.0),
+            "duplicate_overlap": integer(self.duplicate_overlap, 0),
+            "scroll_expire_after_pages": integer(self.scroll_expire_after_pages, 1, True),
+            "scroll_idle_seconds": real(self.scroll_idle_seconds, 0.0, 86400.0),
+            "scroll_5xx_on_page": integer(self.scroll_5xx_on_page, 1, optional=True),
+            "no_companies": isinstance(self.no_companies, bool),
+            "churn": isinstance(self.churn, bool),
+            "live_writes": isinstance(self.live_writes, bool),
+            "seed": integer(self.seed, 0),
+        }
+        for script in ("intercom_script", "stripe_script"):
+            steps = getattr(self, script)
+            valid = isinstance(steps, list | tuple) and all(step in SCRIPTS for step in steps)
+            checks[script] = valid
+            if valid:
+                object.__setattr__(self, script, tuple(steps))
+        bad = [name for name, passed in checks.items() if not passed]
+        if bad:
+            shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid fault switches: {shown} (see FaultProfile)")
+
 
 PROFILES: dict[str, FaultProfile] = {
     p.name: p
@@ -79,19 +132,6 @@ PROFILES: dict[str, FaultProfile] = {
         ),
     )
 }
-
-# What each script step answers; "ok" lets the request through.
-SCRIPTS = (
-    "ok",
-    "ok_remaining_1",
-    "429_reset_past",
-    "429_no_reset",
-    "503_html",
-    "500_json",
-    "429_lock_timeout",
-    "429_rate_limit",
-    "500_api_error",
-)
 
 
 def profile(name: str | None, **overrides: Any) -> FaultProfile:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,9 @@ STRIPE_EVENT_RETENTION_SECONDS = 30 * 86400
 ATTRIBUTE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
 MAX_CUSTOM_ATTRIBUTES = 250
 MAX_STRING_LENGTH = 255
+INT64_MAX = 2**63 - 1
+# The clock moves forward only, and by at most ten years at a time.
+MAX_CLOCK_ADVANCE = 10 * 365 * 86400
 
 
 class ApiError(Exception):
@@ -153,6 +157,9 @@ class Store:
         self.data_attributes: list[dict] = _builtin_attributes()
         self.writes: list[dict] = []
         self.dirt: list[dict] = []
+        # Rows of a user's events file that were set aside: line, reason, record.
+        self.rejected: list[dict] = []
+        self.duplicate_rows = 0
         self.stripe: dict[str, StripeTable] = {kind: StripeTable() for kind in STRIPE_KINDS}
         self.deleted_customers: set[str] = set()
         self._templates = _stripe_templates()
@@ -166,7 +173,13 @@ class Store:
         return int(self._clock0 + (time.time() - self._real0) + self._clock_offset)
 
     def advance_clock(self, seconds: int) -> int:
-        """Move the clock forward by `seconds`; returns the new time."""
+        """Move the clock forward by `seconds` (0 to ten years); returns the new time."""
+        if not _is_integer(seconds) or not 0 <= seconds <= MAX_CLOCK_ADVANCE:
+            raise ApiError(
+                400,
+                "parameter_invalid",
+                f"advance_seconds must be a whole number from 0 to {MAX_CLOCK_ADVANCE}",
+            )
         with self.lock:
             self._clock_offset += int(seconds)
             return self.now()
@@ -306,6 +319,12 @@ class Store:
                 if not isinstance(custom, dict):
                     raise ApiError(400, "parameter_invalid", "custom_attributes must be an object")
                 errors = [e for name, value in custom.items() for e in self._check(name, value)]
+                for key in ("name", "email"):
+                    value = body.get(key)
+                    if value is not None and not (
+                        isinstance(value, str) and len(value) <= MAX_STRING_LENGTH
+                    ):
+                        errors.append(f"{key} must be a string of at most {MAX_STRING_LENGTH}")
                 if errors:
                     record["status"], record["errors"] = 400, errors
                     raise ApiError(400, "parameter_invalid", "; ".join(errors))
@@ -338,16 +357,7 @@ class Store:
         if value is None:
             return []
         kind = definition["data_type"]
-        ok = {
-            "string": isinstance(value, str) and len(value) <= MAX_STRING_LENGTH,
-            "integer": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value),
-            "boolean": isinstance(value, bool),
-            "date": isinstance(value, int | str) and not isinstance(value, bool),
-            "datetime": isinstance(value, int | str) and not isinstance(value, bool),
-        }[kind]
+        ok = _fits(kind, value)
         if ok:
             return []
         if kind == "string" and isinstance(value, str):
@@ -438,11 +448,17 @@ class Store:
             created = body.get("created_at")
             if not isinstance(name, str) or not name:
                 raise ApiError(400, "parameter_not_found", "event_name is required", "event_name")
-            if not isinstance(created, int) or isinstance(created, bool):
+            if not _is_integer(created) or created < 0:
                 raise ApiError(400, "parameter_invalid", "created_at must be Unix seconds")
             metadata = body.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise ApiError(400, "parameter_invalid", "metadata must be an object", "metadata")
             if len(metadata) > 10:
                 raise ApiError(400, "parameter_invalid", "At most 10 metadata keys")
+            for key, kinds in (("id", str), ("user_id", str | int), ("email", str)):
+                value = body.get(key)
+                if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                    raise ApiError(400, "parameter_invalid", f"{key} must be a string", key)
             if body.get("id"):
                 i = self.contact_position(body["id"])
             elif body.get("user_id"):
@@ -677,7 +693,33 @@ class Store:
                 "deleted_customers": len(self.deleted_customers),
                 "customers_with_paid_invoice": len(paying),
                 "dirt": len(self.dirt),
+                "rejected_rows": len(self.rejected),
+                "duplicate_rows": self.duplicate_rows,
             }
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT64_MAX
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether a custom attribute value fits the attribute's data type."""
+    if kind == "string":
+        return isinstance(value, str) and len(value) <= MAX_STRING_LENGTH
+    if kind == "integer":
+        return _is_integer(value)
+    if kind == "float":
+        return _is_integer(value) or (isinstance(value, float) and math.isfinite(value))
+    if kind == "boolean":
+        return isinstance(value, bool)
+    # Dates are Unix seconds or ISO 8601 text.
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    return _is_integer(value)
 
 
 def _addressable(items: Iterable[dict], url: str) -> dict:
