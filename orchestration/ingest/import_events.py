@@ -25,6 +25,7 @@ from orchestration.ingest.load import (
     EventRow,
     LoadCounts,
     event_key,
+    insert_rows,
     now_utc,
     quarantine,
     upsert_events,
@@ -254,7 +255,13 @@ def _extend_coverage(con: duckdb.DuckDBPyConnection, rows: list[EventRow], sync_
     if not spans:
         return 0
     con.execute("create or replace temp table _spans (contact_id varchar, low bigint, high bigint)")
-    con.executemany("insert into _spans values (?, ?, ?)", [(k, *v) for k, v in spans.items()])
+    insert_rows(
+        con,
+        "insert into _spans select * from _rows",
+        [],
+        ("contact_id", "low", "high"),
+        [(k, *v) for k, v in spans.items()],
+    )
     # The export runs until its newest event: only where that reaches the start of what the
     # API reads cover do the two join up without a gap.
     export_end = max(high for _, high in spans.values())

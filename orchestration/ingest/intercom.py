@@ -32,6 +32,7 @@ from orchestration.ingest.load import (
     clear_cursor,
     event_key,
     get_cursor,
+    insert_rows,
     now_utc,
     quarantine,
     set_cursor,
@@ -359,7 +360,13 @@ def sync_contact_companies(
             "(contact_id varchar, company_id varchar, payload varchar)"
         )
         if desired:
-            con.executemany("insert into _links values (?, ?, ?)", desired)
+            insert_rows(
+                con,
+                "insert into _links select * from _rows",
+                [],
+                ("contact_id", "company_id", "payload"),
+                desired,
+            )
         live = f"select id from {RAW_SCHEMA}.intercom_contacts where not is_deleted"
         removed = con.execute(
             f"""
@@ -647,10 +654,20 @@ def _flush_events(
         counts = upsert_events(con, rows, sync_id)
         counts.quarantined = quarantine(con, "intercom_events", bad, sync_id)
         if coverage:
-            con.executemany(
+            insert_rows(
+                con,
                 f"insert or replace into {RAW_SCHEMA}.intercom_event_coverage "
-                "values (?, ?, ?, ?, ?, ?, ?)",
-                [(*row, sync_id, now_utc()) for row in coverage],
+                "select contact_id, external_id, complete_from, last_read_at, "
+                "contact_updated_at, ?, ? from _rows",
+                [sync_id, now_utc()],
+                (
+                    "contact_id",
+                    "external_id",
+                    "complete_from",
+                    "last_read_at",
+                    "contact_updated_at",
+                ),
+                coverage,
             )
         con.execute("commit")
     except BaseException:

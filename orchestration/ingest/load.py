@@ -146,11 +146,34 @@ def quarantine(
     ]
     if not rows:
         return 0
-    con.executemany(
-        f"insert into {RAW_SCHEMA}.quarantine values (?, ?, ?, ?, ?, ?)",
-        [(*row, sync_id, now_utc()) for row in rows],
+    columns = ("stream", "record_key", "reason", "payload")
+    insert_rows(
+        con,
+        f"insert into {RAW_SCHEMA}.quarantine select *, ?, ? from _rows",
+        [sync_id, now_utc()],
+        columns,
+        rows,
     )
     return len(rows)
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any],
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Run `sql` (which reads the view `_rows`) over Python rows passed as one Arrow table.
+
+    DuckDB's `executemany` costs milliseconds a row; one Arrow scan does the batch at once.
+    """
+    table = pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in rows])
+    _register(con, "_rows", table)
+    try:
+        con.execute(sql, params)
+    finally:
+        con.unregister("_rows")
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
