@@ -8,7 +8,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from deploy.mlflow_server import backend_dsn, redacted, server_command
+from deploy.mlflow_server import backend_dsn, redacted, server_command, server_environment
 from deploy.postgres import UnsupportedColumnError, copy_schema, postgres_type
 from deploy.settings import DeploySettings
 from tests.production.conftest import query
@@ -128,3 +128,9 @@ line', 2, '[]', false, '2024-01-01 00:00:00', [], 0, 'text'),
         "numeric",
         "text",
     ]
+
+
+def test_the_server_runs_without_mlflow_job_runner_unless_asked_for():
+    assert server_environment({})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    chosen = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
+    assert server_environment(chosen)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"

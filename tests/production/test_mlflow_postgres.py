@@ -82,7 +82,7 @@ def test_a_run_and_a_registered_model_land_in_postgres_and_the_artifact_folder(
         ),
         "NEXTBEST_MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
         "NEXTBEST_MLFLOW_PORT": str(port),
-        "NEXTBEST_MLFLOW_WORKERS": "2",
+        "NEXTBEST_MLFLOW_WORKERS": "1",
     }
     log = tmp_path / "mlflow.log"
     server = subprocess.Popen(
