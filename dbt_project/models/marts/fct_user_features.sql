@@ -104,7 +104,7 @@ event_days as (
         max(step_number) as last_step
     from events
     where seconds_since_signup < {{ window_days }} * {{ seconds_per_day() }}
-    group by 1, 2
+    group by user_id, boundary_day
 ),
 
 day_boundaries as (
