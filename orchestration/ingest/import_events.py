@@ -80,12 +80,10 @@ def read_export(path: Path, column_map: dict[str, str] | None = None) -> pd.Data
         raise EventImportError(f"{path}: no such file")
     suffixes = "".join(path.suffixes).lower()
     if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
-        frame = pd.read_json(path, lines=True, dtype=False)
-        frame = frame.astype(object).where(frame.notna(), None)
-        frame = frame.map(lambda v: None if v is None else str(v))
+        frame = pd.read_json(path, lines=True, dtype=False).astype(object)
     else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame = frame.map(lambda v: v if v != "" else None)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False).astype(object)
+    frame = frame.map(_text)
     frame = frame.rename(columns=dict(column_map or {}))
     chosen: dict[str, str] = {}
     for target, names in COLUMN_NAMES.items():
@@ -105,6 +103,15 @@ def read_export(path: Path, column_map: dict[str, str] | None = None) -> pd.Data
         if target not in out.columns:
             out[target] = None
     return out
+
+
+def _text(value: Any) -> str | None:
+    # Cells become text or None: empty CSV cells and JSON nulls (NaN once in a frame) alike.
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def parse_time(value: str | None) -> int | None:
@@ -171,6 +178,8 @@ def import_events(
     unmatched: set[str] = set()
     records = frame.to_dict("records")
     for line, record in enumerate(records, start=2):
+        # pandas may turn None back into NaN in a text column: normalise every cell again.
+        record = {key: _text(value) for key, value in record.items()}
         name = (record["event_name"] or "").strip()
         created = parse_time(record["created_at"])
         external = (record["external_id"] or "").strip() or None
