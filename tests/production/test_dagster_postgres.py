@@ -182,7 +182,7 @@ def test_queue_runs_one_write_back_at_a_time_and_the_sensor_cursor_survives_a_re
                 == 2
                 else None
             ),
-            timeout=150,
+            timeout=360,
             what="two successful write-back runs",
             log=log,
         )
@@ -217,7 +217,7 @@ def test_queue_runs_one_write_back_at_a_time_and_the_sensor_cursor_survives_a_re
     try:
         wait_for(
             lambda: len(probe_lines(probe)) > len(lines_before),
-            timeout=60,
+            timeout=240,
             what="a sensor tick after the restart",
             log=log,
         )
