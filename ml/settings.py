@@ -82,7 +82,7 @@ class MLSettings(BaseSettings):
         description="Share of converters doing an event before paying for it to be an action.",
     )
     min_support: float = Field(
-        default=0.05,
+        default=0.02,
         alias="NEXTBEST_MIN_SUPPORT",
         ge=0,
         le=1,
