@@ -160,6 +160,7 @@ SETTINGS_CLASSES = [
     "orchestration.settings:Settings",
     "orchestration.ingest.settings:IngestSettings",
     "orchestration.transform.settings:TransformSettings",
+    "orchestration.models.settings:MLSettings",
     "orchestration.activation.settings:ActivationSettings",
     "sandbox.settings:SandboxSettings",
     "deploy.settings:DeploySettings",
