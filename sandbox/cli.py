@@ -53,7 +53,13 @@ def serve(
     # Every argument is checked before the dataset is built, which takes seconds.
     if chosen not in DATASETS:
         raise typer.BadParameter(
-            f"unknown dataset {chosen!r}; known: {', '.join(DATASETS)}", param_hint="--dataset"
+            f"unknown dataset {chosen!r}; known: {', '.join(DATASETS)}",
+            param_hint="--dataset" if dataset else "NEXTBEST_DATASET",
+        )
+    if port is None and not 0 <= settings.sandbox_port <= 65535:
+        raise typer.BadParameter(
+            f"{settings.sandbox_port} is not a port (0 to 65535)",
+            param_hint="NEXTBEST_SANDBOX_PORT",
         )
     if chosen == "events_file" and (events is None or conversion_event is None):
         raise typer.BadParameter("--events FILE.csv needs --conversion-event NAME")

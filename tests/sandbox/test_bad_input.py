@@ -190,6 +190,18 @@ def test_serve_refuses_bad_arguments_before_serving(
     assert text in _plain(result.output)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"), [("NEXTBEST_DATASET", "mars"), ("NEXTBEST_SANDBOX_PORT", "70000")]
+)
+def test_serve_names_a_core_variable_it_cannot_use(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(sandbox_cli, ["serve"])
+    assert result.exit_code == 2
+    assert f"Invalid value for {variable}" in _plain(result.output)
+
+
 def test_serve_names_the_invalid_variable(nextbest_home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NEXTBEST_SANDBOX_RATE_LIMIT", "0")
     monkeypatch.setenv("NEXTBEST_SANDBOX_FAULTS", "lightning")
