@@ -203,11 +203,15 @@ def train_goal(
     started = time.perf_counter()
     params = {
         "n_estimators": max_rounds,
+        # Shallow, well-supported trees that see half the features each: the recommender
+        # reads differences between two predictions, and spurious splits on actions that
+        # do not matter would turn into spurious lifts.
         "learning_rate": 0.05,
-        "max_depth": 6,
-        "min_child_weight": 2,
+        "max_depth": 4,
+        "min_child_weight": 20,
+        "gamma": 1.0,
         "subsample": 0.9,
-        "colsample_bytree": 0.9,
+        "colsample_bytree": 0.5,
         "reg_lambda": 1.0,
         "tree_method": "hist",
         "eval_metric": "logloss",
