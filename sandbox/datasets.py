@@ -208,6 +208,9 @@ def load_events_file(
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     columns = _header(path, reader, column_map)
     wanted = [columns.index(name) for name in ("user_id", "event", "timestamp")]
+    u, e, t = wanted
+    width = len(columns)
+    clean = not _UNREADABLE.search(text.replace("\r", "").replace("\n", ""))
     users: list[str] = []
     names: list[str] = []
     stamps: list[str] = []
@@ -219,7 +222,17 @@ def load_events_file(
             first_line, line = line + 1, reader.line_num
             if not record:
                 continue  # a blank line is no record
-            reason = _row_problem(record, len(columns), wanted)
+            if len(record) == width:
+                user, event, stamp = record[u].strip(), record[e].strip(), record[t].strip()
+                # Rows span lines only inside quotes: a file free of other unreadable
+                # characters needs the full check only where a line breaks inside a field.
+                if user and event and stamp and (clean and line == first_line):
+                    users.append(user)
+                    names.append(event)
+                    stamps.append(stamp)
+                    lines.append(first_line)
+                    continue
+            reason = _row_problem(record, width, wanted)
             if reason:
                 rejected.append(RejectedRow(first_line, reason, _shown(record)))
                 continue
