@@ -21,9 +21,26 @@ console = Console()
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(
+    markdown: bool = typer.Option(False, help="Print the table as Markdown, for the README."),
+    env_example: bool = typer.Option(False, help="Print a commented .env.example."),
+) -> None:
     """Print every setting, its environment variable, default and current value."""
     from orchestration.settings import settings_classes, settings_table
+
+    if markdown:
+        console.print("| variable | default | meaning |\n| --- | --- | --- |", soft_wrap=True)
+        for variable, default, meaning in settings_table():
+            shown = f"`{default}`" if default else ""
+            console.print(f"| `{variable}` | {shown} | {meaning} |", soft_wrap=True, markup=False)
+        return
+    if env_example:
+        console.print("# nextbest settings, all read from the environment: export the ones you")
+        console.print("# change (e.g. `set -a; . ./my.env; set +a`). Unset ones take the default")
+        console.print("# shown; with no Intercom or Stripe credentials the sandbox stands in.\n")
+        for variable, default, meaning in settings_table():
+            console.print(f"# {meaning}\n# {variable}={default}\n", soft_wrap=True, markup=False)
+        return
 
     table = Table(title="nextbest settings")
     for column in ("variable", "default", "current", "meaning"):

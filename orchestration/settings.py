@@ -184,7 +184,8 @@ def settings_table() -> list[tuple[str, str, str]]:
     fields = [f for cls in settings_classes() for f in cls.model_fields.values()]
     for field in fields:
         default = field.default
-        if isinstance(default, Path):
-            default = "<checkout>/.nextbest" if default == PROJECT_ROOT / ".nextbest" else default
+        if isinstance(default, Path) and default.is_relative_to(PROJECT_ROOT):
+            # Show paths inside the checkout relative to it: the table is for every machine.
+            default = f"<checkout>/{default.relative_to(PROJECT_ROOT)}"
         rows.append((field.alias or "", "" if default is None else str(default), field.description))
     return rows
