@@ -38,7 +38,8 @@ _OBJECT_COLUMNS = """
 
 RAW_DDL = [f"create schema if not exists {RAW_SCHEMA}"]
 RAW_DDL += [
-    f"create table if not exists {RAW_SCHEMA}.{table} ({_OBJECT_COLUMNS})" for table in OBJECT_TABLES
+    f"create table if not exists {RAW_SCHEMA}.{table} ({_OBJECT_COLUMNS})"
+    for table in OBJECT_TABLES
 ]
 RAW_DDL += [
     f"""create table if not exists {RAW_SCHEMA}.intercom_contact_companies (
