@@ -195,6 +195,8 @@ def build_dataset_store(
 
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    if dataset != "events_file" and (events_file is not None or conversion_event is not None):
+        raise ValueError(f"events_file and conversion_event go with events_file, not {dataset}")
     if cache_dir is None:
         from orchestration.settings import get_settings
 
@@ -231,6 +233,8 @@ def serve_store(
     rate_limit_per_minute: int | None = 10_000,
 ) -> Iterator[SandboxHandle]:
     """Serve an already built store on loopback in a background thread."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is not 0 to 65535")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

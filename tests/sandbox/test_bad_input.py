@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from sandbox.cli import app as sandbox_cli
 from sandbox.datasets import DatasetError, load_events_file
-from sandbox.runner import SandboxHandle, build_dataset_store, running_sandbox
+from sandbox.runner import SandboxHandle, build_dataset_store, running_sandbox, serve_store
 
 DAY = 86_400
 JAN_1 = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -157,6 +157,22 @@ def test_a_signup_event_that_never_occurs_is_refused(tmp_path: Path):
             signup="signed_up",
             cache_dir=tmp_path,
         )
+
+
+def test_running_sandbox_refuses_an_events_file_for_another_dataset_and_a_bad_port(
+    tmp_path: Path,
+):
+    path = _write(tmp_path, HEADER + b"u1,paid,1704067200\n")
+    with pytest.raises(ValueError, match="go with events_file, not simple_shop"):
+        build_dataset_store(events_file=path, conversion_event="paid", cache_dir=tmp_path)
+    store = build_dataset_store(
+        "events_file", events_file=path, conversion_event="paid", cache_dir=tmp_path
+    )
+    with (
+        pytest.raises(ValueError, match="port 70000 is not 0 to 65535"),
+        serve_store(store, port=70_000),
+    ):
+        pass
 
 
 # ---- the command line -----------------------------------------------------------------------
