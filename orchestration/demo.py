@@ -199,6 +199,7 @@ def run_demo(console: Console) -> int:
     """
     import dagster as dg
 
+    from orchestration.activation.jobs import full_refresh_config
     from orchestration.definitions import defs
 
     settings = get_settings()
@@ -216,7 +217,12 @@ def run_demo(console: Console) -> int:
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                # The job's own config (a full re-read) plus a console log at INFO, so the
+                # stages' numbers show without Dagster's debug events.
+                run_config={
+                    **full_refresh_config(),
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                },
             )
         seconds = time.monotonic() - started
         failed = [event.step_key for event in result.all_events if event.is_step_failure]
