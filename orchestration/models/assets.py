@@ -143,7 +143,8 @@ def conversion_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 @dg.asset(
     key=USER_SCORES,
     group_name="ml",
-    deps=[CONVERSION_MODEL],
+    # The marts too: runs that skip training (incremental, live) must score fresh snapshots.
+    deps=[CONVERSION_MODEL, *MART_KEYS],
     kinds={"duckdb", "mlflow"},
     description="Every user's probability of converting within each goal's window at their "
     "latest snapshot, scored by models:/nextbest-<goal>@champion, in ml.user_scores.",
@@ -170,7 +171,7 @@ def user_scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 @dg.asset(
     key=NEXT_BEST_ACTIONS,
     group_name="ml",
-    deps=[CONVERSION_MODEL, USER_SCORES],
+    deps=[CONVERSION_MODEL, USER_SCORES, *MART_KEYS],
     kinds={"duckdb", "mlflow"},
     description="One row per user and goal: the next best action with its label, lift, score, "
     "alternatives and reason, or the status saying why there is none, in ml.next_best_actions.",
