@@ -236,8 +236,8 @@ class RateBudget:
                 return
             self.limit = limit if limit is not None else self.limit
             if reset_at is not None and reset_at > now:
-                if self.reset_at is not None and reset_at > self.reset_at:
-                    # A newer window: its count replaces the old one's.
+                if self.reset_at is None or reset_at > self.reset_at:
+                    # A newer (or the first known) window: its count replaces the old one's.
                     self.remaining = remaining
                 else:
                     # Answers of one window arrive out of order; the smallest count is newest.

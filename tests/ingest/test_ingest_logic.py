@@ -316,3 +316,13 @@ def test_records_that_cannot_be_parsed_are_quarantined_with_the_reason_not_dropp
         (None, "missing or non-string id"),
         ("bad2", "updated_at is not Unix seconds: 'yesterday'"),
     ]
+
+
+def test_a_429_without_reset_does_not_leave_the_next_window_looking_spent():
+    budget = RateBudget(reserve=2)
+    now = 1_000_000.0
+    budget.acquire(now)
+    budget.release({"X-RateLimit-Remaining": "0"}, now)  # 429 with no reset header
+    budget.acquire(now)
+    budget.release({"X-RateLimit-Remaining": "1665", "X-RateLimit-Reset": str(int(now) + 9)}, now)
+    assert budget.acquire(now) == 0
