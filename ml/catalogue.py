@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 PAYMENT_TIME_TOLERANCE_S = 120
 # Below this share of converters, no event is taken to mark the payment (Stripe holds it).
 CONVERSION_EVENT_MIN_SHARE = 0.5
+# The event that marks paying is rare among users who never paid (refunds aside); funnel
+# steps next to the payment, such as the cart, are not.
+CONVERSION_EVENT_MAX_NON_PAYER_SHARE = 0.1
 
 
 class CatalogueError(ValueError):
@@ -97,8 +100,16 @@ def detect_conversion_event(
         return configured, float(shares.get(configured, 0.0))
     if shares.empty:
         return None, 0.0
-    # The app's own "paid" event is done by nearly every payer at payment time; the pages
-    # around it (cart, checkout) are done near it by fewer, so the highest share wins.
+    non_payers = set(labels["user_id"]) - set(payers["user_id"])
+    done_by_non_payers = journeys.loc[journeys["user_id"].isin(non_payers)].groupby("event_name")[
+        "user_id"
+    ].nunique() / max(len(non_payers), 1)
+    rare = (
+        done_by_non_payers.reindex(shares.index).fillna(0) <= CONVERSION_EVENT_MAX_NON_PAYER_SHARE
+    )
+    shares = shares[rare]
+    if shares.empty:
+        return None, 0.0
     best = str(shares.idxmax())
     share = float(shares.max())
     if share < CONVERSION_EVENT_MIN_SHARE:

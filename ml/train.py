@@ -84,9 +84,11 @@ def time_split(
     """Assign each row to train, valid or test by its user's sign-up time.
 
     Users are ordered by `signed_up_at` (then `user_id`); the earliest go to train, the latest
-    to test. With `embargo`, a row whose label window ends after the next split's first
-    sign-up is dropped (NA), so no training row relies on anything that happened after the
-    validation users arrived, and likewise for validation against test.
+    to test. With `embargo`, a row whose snapshot is at or after the next split's first
+    sign-up is dropped (NA), so no training feature comes from the time the validation users
+    were already there, and likewise for validation against test. (Dropping every row whose
+    label window reaches into the next split would be stricter, but it empties the
+    validation split of logs whose sign-ups come in bursts, such as simple_shop's.)
 
     Returns:
         "train", "valid", "test" or NA per row.
@@ -108,9 +110,9 @@ def time_split(
     if embargo:
         starts = users["signed_up_at"].to_numpy()
         valid_start, test_start = starts[n_train], starts[n_train + n_valid]
-        ends = frame["window_ends_at"]
-        leaks = ((split == "train") & (ends > valid_start)) | (
-            (split == "valid") & (ends > test_start)
+        at = frame["snapshot_at"]
+        leaks = ((split == "train") & (at >= valid_start)) | (
+            (split == "valid") & (at >= test_start)
         )
         split = split.where(~leaks)
     return split

@@ -6,6 +6,7 @@ so measuring the models does not include ingestion over HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,8 +27,13 @@ def build_warehouse(
     seed: int = 0,
     dirt: bool = True,
     cache_dir: Path | None = None,
+    every_event: bool = False,
 ) -> dict[str, float]:
     """Write a sandbox dataset into `path`'s raw layer and build the marts with dbt.
+
+    `every_event` adds a feature snapshot after every event: simple_shop's users pay within
+    their first session, so session ends and day boundaries alone see almost no one before
+    paying.
 
     Returns:
         Seconds spent building the store, writing raw tables and running dbt.
@@ -64,6 +70,8 @@ def build_warehouse(
                 "--log-path",
                 str(Path(scratch) / "logs"),
                 "--quiet",
+                "--vars",
+                json.dumps({"snapshot_after_every_event": every_event}),
             ],
             env=env,
             capture_output=True,

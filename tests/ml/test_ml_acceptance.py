@@ -34,7 +34,7 @@ def _train(warehouse: Path, tmp_path: Path):
 def test_on_simple_shop_the_model_and_recommender_beat_their_baselines(tmp_path):
     cache = get_settings().cache_dir  # the download is cached in the checkout's home
     warehouse = tmp_path / "warehouse.duckdb"
-    build_warehouse(warehouse, "simple_shop", cache_dir=cache)
+    build_warehouse(warehouse, "simple_shop", cache_dir=cache, every_event=True)
     _, goal, run, uri = _train(warehouse, tmp_path)
     m, e = run.result.metrics, run.evaluation
     assert run.catalogue.conversion_event == "payment_done"
