@@ -11,7 +11,26 @@ from rich.table import Table
 
 from sandbox.cli import app as sandbox_app
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The command line, reporting a bad setting in one line instead of a traceback."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        from pydantic import ValidationError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as error:
+            for problem in error.errors():
+                variable = ".".join(str(part) for part in problem["loc"])
+                value = problem.get("input")
+                Console(stderr=True).print(
+                    f"[red]setting {variable}={value!r}: {problem['msg']}[/red]", markup=True
+                )
+            raise SystemExit(1) from None
+
+
+app = _App(
     help="nextbest: next best actions for SaaS onboarding, from Intercom and Stripe.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

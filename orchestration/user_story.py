@@ -72,6 +72,11 @@ def load_story(con: duckdb.DuckDBPyConnection, ident: str, goal: str | None = No
     recommendation = None
     completed: list[str] = []
     if _table_exists(con, "ml", "next_best_actions"):
+        goals = [
+            g for (g,) in con.execute("select distinct goal from ml.next_best_actions").fetchall()
+        ]
+        if goal and goal not in goals:
+            raise UnknownUserError(f"unknown goal {goal!r}; goals with recommendations: {goals}")
         where = "user_id = ?" + (" and goal = ?" if goal else "")
         params = [user_id, goal] if goal else [user_id]
         recs = _rows(con, f"select * from ml.next_best_actions where {where} limit 1", params)

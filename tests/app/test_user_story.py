@@ -1,0 +1,73 @@
+"""`nextbest user`: one user's story, found by any of its ids, with clear errors otherwise."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from orchestration.user_story import UnknownUserError, load_story
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for schema in ("marts", "ml"):
+        con.execute(f"create schema {schema}")
+    con.execute(
+        "create table marts.dim_users as select 'u1' as user_id, 'c-1' as contact_id,"
+        " 'ext-1' as external_id, 'a@b.test' as email, 'user' as role,"
+        " timestamp '2024-01-01 10:00:00' as signed_up_at, true as history_complete"
+    )
+    con.execute(
+        "create table marts.fct_sessions as select * from (values"
+        " ('s1', 'u1', 1, timestamp '2024-01-01 10:00:00', 2),"
+        " ('s2', 'u1', 2, timestamp '2024-01-02 09:00:00', 1))"
+        " t(session_id, user_id, session_number, started_at, n_events)"
+    )
+    con.execute(
+        "create table marts.fct_user_journeys as select * from (values"
+        " ('e1', 'u1', 'signup', 's1', 1), ('e2', 'u1', 'invite', 's1', 2),"
+        " ('e3', 'u1', 'report', 's2', 3))"
+        " t(event_id, user_id, event_name, session_id, step_number)"
+    )
+    con.execute(
+        "create table marts.fct_conversion_labels as select 'u1' as user_id,"
+        " null::timestamp as first_payment_at, null::integer as days_to_convert"
+    )
+    con.execute(
+        "create table ml.action_catalogue as select * from (values ('invite'), ('report'),"
+        " ('billing')) t(action)"
+    )
+    alternatives = json.dumps([{"action": "export", "label": "Export", "lift": 0.01}])
+    con.execute(
+        "create table ml.next_best_actions as select 'everyone-7d' as goal, 'u1' as user_id,"
+        " 'recommended' as status, 'billing' as action, 'Billing' as action_label,"
+        " 0.05 as lift, 0.2 as conversion_score, ? as alternatives, 'why' as reason",
+        [alternatives],
+    )
+    return con
+
+
+@pytest.mark.parametrize("ident", ["u1", "ext-1", "c-1"])
+def test_a_user_is_found_by_user_contact_or_external_id(con, ident: str) -> None:
+    story = load_story(con, ident)
+    assert story.profile["user_id"] == "u1"
+    assert [s["session_id"] for s in story.sessions] == ["s1", "s2"]
+    assert [e["event_name"] for e in story.journey] == ["signup", "invite", "report"]
+    # Completed actions are the catalogue actions in the journey: signup is not one.
+    assert story.completed_actions == ["invite", "report"]
+    assert story.recommendation["action"] == "billing"
+
+
+def test_an_unknown_user_or_goal_is_reported_by_name(con) -> None:
+    with pytest.raises(UnknownUserError, match="'nobody'"):
+        load_story(con, "nobody")
+    with pytest.raises(UnknownUserError, match="unknown goal 'paid-30d'"):
+        load_story(con, "u1", goal="paid-30d")
+
+
+def test_a_warehouse_without_marts_says_what_to_run() -> None:
+    with pytest.raises(RuntimeError, match="make demo"):
+        load_story(duckdb.connect(), "u1")
