@@ -92,8 +92,11 @@ def detect_conversion_event(
     payers = labels.loc[labels["first_payment_at"].notna(), ["user_id", "first_payment_at"]]
     events = journeys[["user_id", "event_name", "occurred_at"]].merge(payers, on="user_id")
     gap = (events["occurred_at"] - events["first_payment_at"]).abs().dt.total_seconds()
-    near = events.loc[gap <= PAYMENT_TIME_TOLERANCE_S]
-    shares = near.groupby("event_name")["user_id"].nunique() / max(len(payers), 1)
+    # Per payer, the event nearest to the payment (within the tolerance): the app's own
+    # "paid" event sits on it, the checkout steps before it do not.
+    near = events.assign(gap=gap).loc[gap <= PAYMENT_TIME_TOLERANCE_S]
+    nearest = near.sort_values(["user_id", "gap"], kind="stable").drop_duplicates("user_id")
+    shares = nearest.groupby("event_name")["user_id"].nunique() / max(len(payers), 1)
     if configured is not None:
         if not (journeys["event_name"] == configured).any():
             raise CatalogueError(f"conversion event {configured!r} never occurs in the journeys")
