@@ -150,6 +150,7 @@ async def _send(
 @dg.asset(
     key=ASSET_KEY,
     group_name="activation",
+    owners=["team:growth"],
     deps=[NEXT_BEST_ACTIONS_KEY],
     kinds={"intercom", "duckdb"},
     description=(

@@ -42,6 +42,7 @@ def _marts(settings: Settings) -> Marts:
 
 
 @dg.asset(
+    owners=["team:ml"],
     key=TRAINING_SET,
     group_name="ml",
     deps=MART_KEYS,
@@ -72,6 +73,7 @@ def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(
+    owners=["team:ml"],
     key=CONVERSION_MODEL,
     group_name="ml",
     deps=[TRAINING_SET],
@@ -141,6 +143,7 @@ def conversion_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(
+    owners=["team:ml"],
     key=USER_SCORES,
     group_name="ml",
     # The marts too: runs that skip training (incremental, live) must score fresh snapshots.
@@ -169,6 +172,7 @@ def user_scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @dg.asset(
+    owners=["team:ml"],
     key=NEXT_BEST_ACTIONS,
     group_name="ml",
     deps=[CONVERSION_MODEL, USER_SCORES, *MART_KEYS],
