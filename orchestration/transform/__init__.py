@@ -91,6 +91,9 @@ def _translator_class() -> type:
         def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
             return GROUP
 
+        def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+            return ["team:analytics-engineering"]
+
     return NextbestTranslator
 
 
