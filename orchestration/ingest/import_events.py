@@ -9,11 +9,17 @@ to `raw.quarantine` with its line number and reason; nothing is dropped silently
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,6 @@ import duckdb
 import pandas as pd
 
 from orchestration.ingest.load import (
-    MILLISECONDS_THRESHOLD,
     EventRow,
     LoadCounts,
     event_key,
@@ -74,62 +79,227 @@ class ImportReport:
         )
 
 
+# Times outside this span are taken for mistakes (a unit slip, a sign, a placeholder).
+EARLIEST = 946_684_800  # 2000-01-01T00:00:00Z
+LATEST = 4_102_444_800  # 2100-01-01T00:00:00Z
+# Unix numbers are read as seconds, milliseconds, microseconds or nanoseconds: the one unit
+# that puts them inside the span above (the spans of the four units do not overlap).
+UNITS = ((1, "s"), (10**3, "ms"), (10**6, "us"), (10**9, "ns"))
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
+# Day and month in either order (01/05/2024, 5.1.24): not ISO 8601, and no way to tell which.
+_LOCAL_DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}(\D.*)?")
+# Control characters other than tab and line breaks mark a corrupt cell.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+@dataclass
+class Record:
+    """One row of the export: its line, its cells (or None) and why it cannot be read."""
+
+    line: int
+    cells: dict[str, Any] | None
+    reason: str | None = None
+    raw: Any = None
+
+
 def read_export(path: Path, column_map: dict[str, str] | None = None) -> pd.DataFrame:
-    """The export as text columns named as in `COLUMN_NAMES` (CSV, or JSON lines by suffix)."""
-    if not path.exists():
-        raise EventImportError(f"{path}: no such file")
+    """The readable rows of the export as text columns named as in `COLUMN_NAMES`."""
+    records = [r for r in read_records(path, column_map) if r.reason is None]
+    columns = list(COLUMN_NAMES)
+    return pd.DataFrame([r.cells for r in records], columns=columns, dtype=object)
+
+
+def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[Record]:
+    """Every row of the export (CSV, or JSON lines by suffix) with its line number.
+
+    Cells are text or None under the names of `COLUMN_NAMES`; a row that cannot be read
+    carries the reason instead.
+
+    Raises:
+        EventImportError: The file as a whole cannot be read (missing, a directory, empty,
+            not UTF-8) or lacks a required column.
+    """
+    text = _read_text(path)
     suffixes = "".join(path.suffixes).lower()
     if ".jsonl" in suffixes or ".ndjson" in suffixes or ".json" in suffixes:
-        frame = pd.read_json(path, lines=True, dtype=False).astype(object)
+        header, records = _json_lines(path, text)
     else:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False).astype(object)
-    frame = frame.map(_text)
-    frame = frame.rename(columns=dict(column_map or {}))
+        header, records = _csv_rows(path, text)
+    header = [dict(column_map or {}).get(name, name) for name in header]
     chosen: dict[str, str] = {}
     for target, names in COLUMN_NAMES.items():
         for name in names:
-            if name in frame.columns:
+            if name in header:
                 chosen[target] = name
                 break
     if "event_name" not in chosen or "created_at" not in chosen:
         raise EventImportError(
-            f"{path}: needs an event name and a time column (found {list(frame.columns)}); "
+            f"{path}: needs an event name and a time column (found {header}); "
             "accepted names: " + json.dumps(COLUMN_NAMES)
         )
     if not {"external_id", "contact_id", "email"} & set(chosen):
         raise EventImportError(f"{path}: needs a user_id, external_id, contact_id or email column")
-    out = pd.DataFrame({target: frame[name] for target, name in chosen.items()})
-    for target in COLUMN_NAMES:
-        if target not in out.columns:
-            out[target] = None
-    return out
+    renames = dict(column_map or {})
+    for record in records:
+        if record.cells is None:
+            continue
+        cells = {renames.get(k, k): v for k, v in record.cells.items()}
+        out = {
+            target: cells.get(chosen[target]) if target in chosen else None
+            for target in COLUMN_NAMES
+        }
+        record.reason = _cell_problem(out, chosen)
+        if record.reason is None:
+            record.cells = {k: _text(v) for k, v in out.items()}
+        else:
+            # Kept aside exactly as the file gave it.
+            record.raw, record.cells = record.cells, None
+    return records
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise EventImportError(f"{path}: no such file")
+    if path.is_dir():
+        raise EventImportError(f"{path}: is a directory, not an export file")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise EventImportError(f"{path}: cannot be read ({error.strerror})") from error
+    try:
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of a name.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise EventImportError(
+            f"{path}: line {line} is not UTF-8 (byte {data[error.start]:#04x} at offset "
+            f"{error.start}); save the export as UTF-8"
+        ) from error
+    if not text.strip():
+        raise EventImportError(f"{path}: the file is empty")
+    return text
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[Record] = []
+    header: list[str] | None = None
+    previous = 0
+    while True:
+        start = previous + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            # A broken quote swallows the rest of the file: keep it aside as one record.
+            rest = "".join(text.splitlines(keepends=True)[start - 1 :])
+            reason = f"unreadable CSV from here on: {error}"
+            records.append(Record(start, None, reason, {"text": rest}))
+            break
+        previous = reader.line_num
+        if not fields or fields == [""]:
+            continue
+        if header is None:
+            header = [name.strip() for name in fields]
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                # Which of two same-named columns holds the value cannot be guessed.
+                raise EventImportError(f"{path}: column names repeated in the header: {repeated}")
+            continue
+        if len(fields) != len(header):
+            reason = f"expected {len(header)} fields, found {len(fields)}"
+            records.append(Record(start, None, reason, {"fields": fields}))
+            continue
+        records.append(Record(start, dict(zip(header, fields, strict=True))))
+    if header is None:
+        raise EventImportError(f"{path}: the file has no header line")
+    return header, records
+
+
+def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
+    records: list[Record] = []
+    header: dict[str, None] = {}
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as error:
+            reason = f"not valid JSON: {error.msg} (column {error.colno})"
+            records.append(Record(line, None, reason, {"line": raw}))
+            continue
+        if not isinstance(value, dict):
+            reason = f"expected a JSON object, found {type(value).__name__}"
+            records.append(Record(line, None, reason, {"line": raw}))
+            continue
+        header.update(dict.fromkeys(value))
+        records.append(Record(line, value))
+    if not header:
+        raise EventImportError(f"{path}: no line is a JSON object")
+    return list(header), records
+
+
+def _cell_problem(cells: dict[str, Any], chosen: dict[str, str]) -> str | None:
+    for target, value in cells.items():
+        name = chosen.get(target, target)
+        if isinstance(value, bool) or not (value is None or isinstance(value, (str, int, float))):
+            kind = {dict: "an object", list: "an array", bool: "true/false"}.get(type(value))
+            return f"{name} is {kind or type(value).__name__}, expected text or a number"
+        if isinstance(value, str) and _CONTROL.search(value):
+            what = "a NUL byte" if "\x00" in value else "a control character"
+            return f"{name} holds {what}"
+    return None
 
 
 def _text(value: Any) -> str | None:
-    # Cells become text or None: empty CSV cells and JSON nulls (NaN once in a frame) alike.
-    if value is None or (isinstance(value, float) and value != value) or value == "":
+    # Cells become text or None: empty CSV cells and JSON nulls alike.
+    if value is None or value == "":
         return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def parse_time(value: str | None) -> int | None:
-    """Unix seconds from Unix seconds, milliseconds or ISO 8601 text (UTC when no zone)."""
-    if value is None:
-        return None
+def read_time(value: str | None) -> tuple[int | None, str | None]:
+    """Unix seconds from a Unix number (s, ms, us or ns) or ISO 8601 text (UTC when no zone).
+
+    Returns:
+        The second (floored, as Intercom stores events) and None, or None and the reason.
+    """
+    if value is None or not value.strip():
+        return None, "no time"
     text = value.strip()
+    if _NOT_FINITE.fullmatch(text):
+        return None, f"time {value!r} is not a finite number"
+    if _NUMBER.fullmatch(text):
+        number = Decimal(text)
+        for scale, _unit in UNITS:
+            seconds = int((number / scale).to_integral_value(rounding=ROUND_FLOOR))
+            if EARLIEST <= seconds < LATEST:
+                return seconds, None
+        return None, (
+            f"implausible time {value!r}: not within 2000-01-01..2100-01-01 as Unix "
+            "seconds, milliseconds, microseconds or nanoseconds"
+        )
     try:
-        number = float(text)
+        stamp = datetime.fromisoformat(text)
     except ValueError:
-        stamp = pd.to_datetime(text, utc=True, errors="coerce")
-        if pd.isna(stamp):
-            return None
-        # Floor to the second, as Intercom stores events.
-        return int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
-    if number >= MILLISECONDS_THRESHOLD:
-        number /= 1000
-    return int(number // 1)
+        if _LOCAL_DATE.fullmatch(text):
+            return None, f"ambiguous time {value!r}: write ISO 8601 (2024-05-01) or Unix seconds"
+        return None, f"unreadable time {value!r}"
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    seconds = math.floor(stamp.timestamp())
+    if not EARLIEST <= seconds < LATEST:
+        return None, f"implausible time {value!r}: not within 2000-01-01..2100-01-01"
+    return seconds, None
+
+
+def parse_time(value: str | None) -> int | None:
+    """Unix seconds from a Unix number or ISO 8601 text, or None when it cannot be read."""
+    return read_time(value)[0]
 
 
 def import_events(
@@ -149,8 +319,8 @@ def import_events(
     started = time.monotonic()
     path = Path(path)
     sync_id = sync_id or f"import-{uuid.uuid4().hex[:12]}"
-    frame = read_export(path, column_map)
-    report = ImportReport(rows=len(frame))
+    records = read_records(path, column_map)
+    report = ImportReport(rows=len(records))
     by_external = dict(
         con.execute(
             f"""
@@ -176,24 +346,26 @@ def import_events(
     bad: list[tuple[str | None, str, Any]] = []
     parsed: list[tuple[str, str | None, str | None, str | None, str, int, dict]] = []
     unmatched: set[str] = set()
-    records = frame.to_dict("records")
-    for line, record in enumerate(records, start=2):
-        # pandas may turn None back into NaN in a text column: normalise every cell again.
-        record = {key: _text(value) for key, value in record.items()}
+    for item in records:
+        where = f"{path.name}:{item.line}"
+        if item.cells is None:
+            bad.append((where, item.reason, item.raw))
+            continue
+        record = item.cells
         name = (record["event_name"] or "").strip()
-        created = parse_time(record["created_at"])
+        created, time_problem = read_time(record["created_at"])
         external = (record["external_id"] or "").strip() or None
         contact = (record["contact_id"] or "").strip() or None
         email = (record["email"] or "").strip() or None
         reason = None
         if not name:
             reason = "empty event name"
-        elif created is None:
-            reason = f"unreadable time {record['created_at']!r}"
+        elif time_problem is not None:
+            reason = time_problem
         elif not (contact or external or email):
             reason = "no contact_id, external_id or email"
         if reason:
-            bad.append((f"{path.name}:{line}", reason, record))
+            bad.append((where, reason, record))
             continue
         if contact is None and external is not None:
             contact = by_external.get(external)
@@ -211,7 +383,7 @@ def import_events(
             "user_id": external,
             "email": email,
             "source_file": path.name,
-            "source_line": line,
+            "source_line": item.line,
         }
         parsed.append((key, contact, external, email, name, created, payload))
     ordinals = with_ordinals((key, name, created) for key, _, _, _, name, created, _ in parsed)
