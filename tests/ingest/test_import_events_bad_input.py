@@ -1,0 +1,155 @@
+"""`nextbest import-events`: bad rows set aside with line and reason; unreadable files refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestration.cli import app
+from orchestration.ingest.import_events import read_time
+from orchestration.settings import get_settings
+from orchestration.warehouse import connect
+
+HEADER = "user_id,event_name,created_at\n"
+JAN_1_2024 = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def _run(path) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(app, ["import-events", str(path)])
+    # rich wraps long lines; a traceback would show up as an exception, not output.
+    return result.exit_code, " ".join(result.output.split()), result.exception
+
+
+def _stored() -> tuple[list[tuple], list[tuple]]:
+    with connect(get_settings().warehouse, read_only=True) as con:
+        events = sorted(
+            con.execute(
+                "select external_id, event_name, created_at from raw.intercom_events"
+            ).fetchall()
+        )
+        kept = sorted(
+            con.execute("select record_key, reason, payload from raw.quarantine").fetchall()
+        )
+    return events, kept
+
+
+def test_bad_csv_rows_are_set_aside_with_their_line_and_reason(nextbest_home, tmp_path):
+    csv = tmp_path / "old.csv"
+    csv.write_text(
+        HEADER
+        + f"good,a,{JAN_1_2024}\n"  # line 2: stored
+        + "u1,x,nan\n"  # 3
+        + "u1,x,inf\n"  # 4
+        + "u1,x,1e20\n"  # 5
+        + "u1,x,-5\n"  # 6
+        + "u1,x,01/05/2024\n"  # 7
+        + f"u\x001,x,{JAN_1_2024}\n"  # 8
+        + "u2,y\n"  # 9
+        + f"ms,b,{JAN_1_2024 * 1000 + 999}\n"  # 10: milliseconds, floored to the second
+        + f"ns,c,{JAN_1_2024 * 10**9}\n"  # 11: nanoseconds
+        + "iso,d,2024-01-01T01:00:00+01:00\n"  # 12: ISO 8601 with a zone
+    )
+    code, output, error = _run(csv)
+    assert code == 0 and error is None, output
+    assert "11 rows: 4 events inserted" in output
+    assert "7 quarantined" in output
+    events, kept = _stored()
+    assert events == [
+        ("good", "a", JAN_1_2024),
+        ("iso", "d", JAN_1_2024),
+        ("ms", "b", JAN_1_2024),
+        ("ns", "c", JAN_1_2024),
+    ]
+    reasons = {key: reason for key, reason, _ in kept}
+    assert set(reasons) == {f"old.csv:{n}" for n in range(3, 10)}
+    assert "not a finite number" in reasons["old.csv:3"]
+    assert "not a finite number" in reasons["old.csv:4"]
+    assert reasons["old.csv:5"].startswith("implausible time '1e20'")
+    assert reasons["old.csv:6"].startswith("implausible time '-5'")
+    assert reasons["old.csv:7"].startswith("ambiguous time '01/05/2024'")
+    assert reasons["old.csv:8"] == "user_id holds a NUL byte"
+    assert reasons["old.csv:9"] == "expected 3 fields, found 2"
+    # What was set aside is kept whole, NUL byte and all.
+    payloads = {key: json.loads(payload) for key, _, payload in kept}
+    assert payloads["old.csv:8"]["user_id"] == "u\x001"
+    assert payloads["old.csv:9"] == {"fields": ["u2", "y"]}
+
+
+def test_bad_json_lines_are_set_aside_with_their_line_number(nextbest_home, tmp_path):
+    lines = tmp_path / "old.jsonl"
+    lines.write_text(
+        json.dumps({"user_id": "u1", "event_name": "x", "created_at": JAN_1_2024})
+        + "\n{not json\n"
+        + json.dumps({"user_id": {"a": 1}, "event_name": ["x"], "created_at": JAN_1_2024})
+        + "\n[1, 2]\n"
+        + json.dumps({"user_id": "u3", "event_name": "y", "created_at": True})
+        + "\n"
+    )
+    code, output, error = _run(lines)
+    assert code == 0 and error is None, output
+    assert "5 rows: 1 events inserted" in output and "4 quarantined" in output
+    events, kept = _stored()
+    assert events == [("u1", "x", JAN_1_2024)]
+    reasons = {key: reason for key, reason, _ in kept}
+    assert reasons["old.jsonl:2"].startswith("not valid JSON")
+    assert reasons["old.jsonl:3"] == "user_id is an object, expected text or a number"
+    assert reasons["old.jsonl:4"] == "expected a JSON object, found list"
+    assert reasons["old.jsonl:5"] == "created_at is true/false, expected text or a number"
+    assert json.loads(dict((k, p) for k, _, p in kept)["old.jsonl:2"]) == {"line": "{not json"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is a directory"),
+        (b"", "the file is empty"),
+        (b"\n  \n", "the file is empty"),
+        (HEADER.encode() + b"J\xfcrgen,paid,1704067200\n", "line 2 is not UTF-8"),
+        (b"user_id,user_id,event_name,created_at\nu1,u2,x,1704067200\n", "repeated"),
+    ],
+)
+def test_a_file_that_cannot_be_read_fails_with_one_line(nextbest_home, tmp_path, content, message):
+    path = tmp_path / "export.csv"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    code, output, error = _run(path)
+    assert code == 1
+    assert error is None or isinstance(error, SystemExit), error
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_a_broken_quote_sets_the_rest_of_the_file_aside(nextbest_home, tmp_path):
+    csv = tmp_path / "quote.csv"
+    csv.write_text(HEADER + f"u1,a,{JAN_1_2024}\n" + f'"u2,b,{JAN_1_2024}\nu3,c,{JAN_1_2024}\n')
+    code, output, _ = _run(csv)
+    assert code == 0, output
+    assert "1 events inserted" in output and "1 quarantined" in output
+    _, kept = _stored()
+    assert [(key, reason.split(":")[0]) for key, reason, _ in kept] == [
+        ("quote.csv:3", "unreadable CSV from here on")
+    ]
+    assert f"u3,c,{JAN_1_2024}" in json.loads(kept[0][2])["text"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("946684800", 946_684_800),  # 2000-01-01, the first accepted second
+        ("4102444799", 4_102_444_799),  # the last second before 2100
+        ("4102444800", None),  # 2100-01-01 itself is refused as seconds...
+        ("1704067200.9", JAN_1_2024),  # fractions floor to the second
+        ("1.7040672e9", JAN_1_2024),
+        ("2024-01-01", JAN_1_2024),  # a bare date is midnight UTC
+        ("2024-01-01 00:00:00.75", JAN_1_2024),
+        ("1999-12-31T23:59:59Z", None),
+        ("Jan 1 2024", None),
+        ("", None),
+    ],
+)
+def test_read_time_accepts_unix_numbers_and_iso_8601_in_range(text, seconds):
+    assert read_time(text)[0] == seconds
