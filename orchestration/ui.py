@@ -43,6 +43,8 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
         console.print(f"[red]port(s) {busy} already in use[/red]: stop what holds them first")
         return 1
     env = dict(os.environ)
+    # As in the demo, the sandbox shows the whole event history unless a window is asked for.
+    env.setdefault("NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS", "0")
     commands: list[tuple[str, list[str], int]] = []
     if settings.uses_sandbox:
         commands.append(
