@@ -46,11 +46,26 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
 def use_the_server(uri: str, log: Path, server: subprocess.Popen, monkeypatch) -> str:
     """Log a run with a model, register it, alias it and load it back by alias."""
     import mlflow
-    from mlflow import MlflowClient
-    from sklearn.linear_model import LogisticRegression
 
     wait_healthy(uri, server, log)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # An earlier test in the same process may have set a tracking URI in code, which takes
+    # precedence over the variable: point MLflow at this server explicitly, and put it back.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        return _log_register_and_load()
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+def _log_register_and_load() -> str:
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
     features = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
     labels = np.array([0, 0, 0, 1, 1, 1])
     model = LogisticRegression().fit(features, labels)
