@@ -172,9 +172,9 @@ def build_store(
     )
     store.rejected = [asdict(row) for row in event_log.rejected]
     store.duplicate_rows = event_log.duplicate_rows
-    _add_payments(store, tag, converters, conv_time.to_numpy(), user_list, rng, dirt)
+    email_only = _add_payments(store, tag, converters, conv_time.to_numpy(), user_list, rng, dirt)
     if dirt:
-        _add_contact_dirt(store, rng, converters)
+        _add_contact_dirt(store, rng, converters, email_only)
     log.info(
         "sandbox %s: %d contacts, %d events, %d companies, %d customers, %d dirty records",
         tag,
@@ -246,8 +246,13 @@ def _add_payments(
     users: list[str],
     rng: np.random.Generator,
     dirt: bool,
-) -> None:
-    """Customers, subscriptions, invoices and charges for converters, plus the payment dirt."""
+) -> set[int]:
+    """Customers, subscriptions, invoices and charges for converters, plus the payment dirt.
+
+    Returns:
+        The contacts (positions) whose only customer is an `email_only_customer`.
+    """
+    email_only: set[int] = set()
     positions = np.arange(len(converters))
     chosen: dict[str, set[int]] = {}
     non_converters = np.setdiff1d(np.arange(len(users)), converters)
@@ -294,6 +299,7 @@ def _add_payments(
             # Stripe keeps the address as typed: other case, a trailing space, no user id.
             customer["email"] = contact_email.upper() + " "
             customer["metadata"] = {}
+            email_only.add(user)
             store.dirt.append(_dirt("email_only_customer", "customer", cus_id, users[user]))
         pending_add("customers", customer)
         sub_id = _stripe_id("sub", tag, user)
@@ -392,6 +398,7 @@ def _add_payments(
         del event["_ref"]
         event["data"] = {"object": {"id": cus_id, "object": "customer", "deleted": True}}
         store.stripe_add("events", event)
+    return email_only
 
 
 # The event each object's creation emitted; refunded charges add `charge.refunded`.
@@ -489,21 +496,33 @@ def _invoice(
     }
 
 
-def _add_contact_dirt(store: Store, rng: np.random.Generator, converters: np.ndarray) -> None:
+def _add_contact_dirt(
+    store: Store, rng: np.random.Generator, converters: np.ndarray, email_only: set[int]
+) -> None:
+    """Leads, missing and shared e-mails.
+
+    The e-mail dirt leaves alone the contacts of `email_only` customers (and never gives their
+    address to another contact): such a customer links to its user by that address alone, so
+    changing it would turn a payment into no one's without the dirt saying so. The only dirt
+    that takes a converter's payment away stays `refunded_charge`.
+    """
     c = store.contacts
     n = len(c)
     non_converters = np.setdiff1d(np.arange(n), converters)
+    spared = np.array(sorted(email_only), dtype=np.int64)
     for i in _take(rng, non_converters, "lead").tolist():
         store.dirt.append(_dirt("lead", "contact", c.ids[i], c.external_ids[i]))
         store.external_index.pop(c.external_ids[i], None)
         c.roles[i] = "lead"
         c.external_ids[i] = None
         c.signed_up_at[i] = -1
-    everyone = np.arange(n)
+    everyone = np.setdiff1d(np.arange(n), spared)
     for i in _take(rng, everyone, "no_email").tolist():
         store.dirt.append(_dirt("no_email", "contact", c.ids[i], c.external_ids[i]))
         c.emails[i] = None
-    with_email = np.array([i for i in range(n) if c.emails[i]], dtype=np.int64)
+    with_email = np.setdiff1d(
+        np.array([i for i in range(n) if c.emails[i]], dtype=np.int64), spared
+    )
     sharers = _take(rng, with_email, "shared_email")
     for i in sharers.tolist():
         other = int(with_email[(np.searchsorted(with_email, i) + 1) % len(with_email)])

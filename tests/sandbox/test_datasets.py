@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import stripe
 
-from sandbox.datasets import DATASETS_DIR, DatasetError, load_events_file, simple_shop_csv
+from sandbox.datasets import (
+    DATASETS_DIR,
+    DatasetError,
+    load_events_file,
+    load_simple_shop,
+    simple_shop_csv,
+)
+from sandbox.mapping import build_store
 from sandbox.runner import running_sandbox
 
 
@@ -124,3 +131,22 @@ def _ok(tmp_path: Path) -> Path:
     path = tmp_path / "ok.csv"
     path.write_text("user_id,event,timestamp\na,paid,1700000000\n")
     return path
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_email_dirt_leaves_every_email_only_customer_one_contact_to_link_to(cache_dir, seed):
+    # An e-mail-only customer links to its user by that address alone: if the address were
+    # taken away or shared, the payment would belong to no one without the dirt saying so.
+    store = build_store(load_simple_shop(cache_dir), dirt=True, seed=seed)
+    holders: dict[str, list[int]] = {}
+    for i, email in enumerate(store.contacts.emails):
+        if email:
+            holders.setdefault(email.strip().lower(), []).append(i)
+    kinds = [d["kind"] for d in store.dirt]
+    assert kinds.count("shared_email") and kinds.count("no_email")
+    email_only = [d for d in store.dirt if d["kind"] == "email_only_customer"]
+    assert len(email_only) == round(653 * 0.02) == 13
+    for d in email_only:
+        address = store.stripe["customers"].get(d["id"])["email"].strip().lower()
+        owners = holders.get(address, [])
+        assert [store.contacts.external_ids[i] for i in owners] == [d["user_id"]], address
