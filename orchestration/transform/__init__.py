@@ -5,11 +5,13 @@ manifest exists first (`dbt parse`, a few seconds, only when it is missing or un
 `dagster dev`), so a fresh clone loads without a pre-built manifest.
 """
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 
 GROUP = "transform"
 RAW_PREFIX = "raw"
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+# Run tag of the live loop's runs (`orchestration.activation.scope.CONTACT_IDS_TAG`): such a run
+# follows a few users, so it skips dbt's unit tests, which test the SQL and not the data.
+SCOPED_RUN_TAG = "nextbest/contact_ids"
 
 
 def dbt_vars(settings: Settings, transform: TransformSettings) -> dict[str, Any]:
@@ -57,6 +64,38 @@ def dbt_build_args(
     if select:
         args += ["--select", select]
     return args
+
+
+def skip_unit_tests(args: list[str], tags: Mapping[str, str]) -> list[str]:
+    """The arguments with unit tests excluded when the run is a live run (scoped to contacts)."""
+    if SCOPED_RUN_TAG in tags:
+        return [*args, "--exclude-resource-type", "unit_test"]
+    return args
+
+
+def partial_parse_cache(settings: Settings, transform: TransformSettings) -> Path:
+    """Where the parse of the last `dbt` run with these vars and this warehouse is kept.
+
+    Every invocation gets its own target folder, and dbt discards a parse made with other vars
+    or another profile (the warehouse path is in it), so the project's own
+    `target/partial_parse.msgpack` from `dbt parse` never serves a run. Keeping the run's parse
+    per vars and warehouse lets the next run parse only the files that changed; dbt still
+    checks every file's hash, so a stale parse is re-done, never used.
+    """
+    values = json.dumps(dbt_vars(settings, transform), sort_keys=True)
+    key = hashlib.sha1(f"{settings.warehouse}|{values}".encode()).hexdigest()[:12]
+    return settings.home / "dbt" / f"{key}.{PARTIAL_PARSE}"
+
+
+def keep_partial_parse(target: Path, cache: Path) -> None:
+    """Keep a run's parse for the next run; readers never see a half-written file."""
+    produced = target / PARTIAL_PARSE
+    if not produced.exists():
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f"{cache.name}.{uuid.uuid4().hex[:8]}")
+    shutil.copyfile(produced, partial)
+    os.replace(partial, cache)
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
@@ -133,9 +172,15 @@ def build_assets(project: "DbtProject") -> dg.AssetsDefinition:
         # dbt's profile reads the warehouse path from the environment of its process.
         os.environ.update(dbt_env(settings))
         dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
-        args = dbt_build_args(settings, transform)
+        args = skip_unit_tests(dbt_build_args(settings, transform), context.run.tags)
         context.log.info(f"dbt {' '.join(args)} on {settings.warehouse}")
-        yield from dbt.cli(args, context=context).stream()
+        target = Path(project.project_dir) / "target" / f"nextbest_dbt-{uuid.uuid4().hex[:12]}"
+        cache = partial_parse_cache(settings, transform)
+        if cache.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache, target / PARTIAL_PARSE)
+        yield from dbt.cli(args, context=context, target_path=target).stream()
+        keep_partial_parse(target, cache)
 
     return nextbest_dbt
 
