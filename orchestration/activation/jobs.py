@@ -24,6 +24,15 @@ WRITES = {INTERCOM_WRITE_TAG: "true"}
 PIPELINE = "group:ingest or group:transform or group:ml or group:activation"
 TRAINING = 'key:"training_set" or key:"conversion_model"'
 
+SCORED_MARTS = ("fct_user_features", "fct_conversion_labels", "fct_user_journeys", "dim_users")
+"""The marts the scorer and the recommender read (`orchestration.models.assets.MART_KEYS`)."""
+
+# The dbt models a live run rebuilds: those the scored marts are built from, and no others
+# (`fct_sessions` and the reports of unresolved events feed no score).
+MART_LINEAGE = "group:transform and +({})".format(
+    " or ".join(f'key:"{name}"' for name in SCORED_MARTS)
+)
+
 RAW_KEYS = (
     "raw/intercom_contacts",
     "raw/intercom_companies",
@@ -49,6 +58,18 @@ def full_refresh_config() -> dict:
 
 def _select(text: str) -> dg.AssetSelection:
     return dg.AssetSelection.from_string(text)
+
+
+def live_selection() -> dg.AssetSelection:
+    """What a `live_update` run materializes.
+
+    The ingestion, the dbt models the scored marts are built from, scoring, recommendations and
+    the write-back. The dbt tests (asset checks of the models) are left out: a live run follows
+    a few users' new events, and the hourly sync and the full refresh test the models; the
+    model stage's own checks on the recommendations still run.
+    """
+    others = _select(f"(group:ingest or group:ml or group:activation) and not ({TRAINING})")
+    return others | _select(MART_LINEAGE).without_checks()
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
@@ -79,9 +100,10 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             LIVE_JOB_NAME,
             tags=WRITES,
-            selection=_select(f"({PIPELINE}) and not ({TRAINING})"),
+            selection=live_selection(),
             description="Started by the sensor for a few contacts (run tag nextbest/contact_ids): "
-            "their events, the models, their scores and recommendations, and the write-back.",
+            "their events, the dbt models the scored marts need (without tests), their scores "
+            "and recommendations, and the write-back.",
         ),
     ]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,7 @@ class Tick:
     contacts_outstanding: int = 0
     events_read: int = 0
     triggers: dict[str, set[str]] = field(default_factory=dict)
+    deferred: int = 0
     skip_reason: str | None = None
     run_key: str | None = None
 
@@ -138,7 +139,7 @@ class Tick:
         return (
             f"{self.contacts_seen} contacts updated or seen, {self.contacts_outstanding} with an "
             f"outstanding recommendation, {self.events_read} new events, "
-            f"{len(self.triggers)} to update"
+            f"{len(self.triggers)} to update, {self.deferred} left for the next tick"
         )
 
 
@@ -189,11 +190,27 @@ def evaluate(
     known_events: Mapping[str, int],
     conversion_events: Iterable[str],
     lookback: int,
+    server_now: Callable[[], int] | None = None,
 ) -> Tick:
     """One tick: search, read new events of outstanding contacts, decide whom to update.
 
     The new cursor's `since` is the latest contact time seen (Intercom's clock). Watermarks are
     kept only while they are ahead of the warehouse, so the cursor stays small.
+
+    A contact updated in the server's current second is left for the next tick: the run's
+    incremental contact read stops at the second before it starts, so it would not read that
+    contact yet, and the run would score the user without the completed action.
+
+    Args:
+        cursor: Where the previous tick stopped.
+        client: The Intercom client to search and list events with.
+        latest_known: The warehouse's newest contact time, where a fresh cursor starts.
+        outstanding: Per contact, the action Intercom currently shows.
+        known_events: Per contact, the newest event `created_at` in the warehouse.
+        conversion_events: Event names that mean the user converted.
+        lookback: Seconds the search reaches back before the cursor.
+        server_now: The server's current time (read after the search); None leaves no
+            contact for later.
     """
     since = cursor.since if cursor.since is not None else latest_known
     if since is None:
@@ -203,8 +220,21 @@ def evaluate(
     newest = since
     for contact in client.search_contacts(search_query(since, lookback)):
         candidates[contact["id"]] = contact
+    now = server_now() if server_now is not None else None
+    later: list[int] = []
+    for contact_id, contact in list(candidates.items()):
+        updated = contact.get("updated_at")
+        if now is not None and isinstance(updated, int | float) and updated >= now:
+            later.append(int(updated))
+            if contact_id in outstanding:
+                tick.deferred += 1
+            del candidates[contact_id]
+            continue
         newest = max(newest, contact_time(contact))
-    tick.contacts_seen = len(candidates)
+    if later:
+        # The next search must find the contacts left for later again.
+        newest = min(newest, min(later) - 1)
+    tick.contacts_seen = len(candidates) + len(later)
     new_events: dict[str, list[Mapping[str, Any]]] = {}
     for contact_id in sorted(candidates):
         if contact_id not in outstanding:

@@ -43,6 +43,7 @@ def tick(cursor_text: str | None) -> Tick:
             known_events=known,
             conversion_events=activation.conversion_event_names,
             lookback=activation.sensor_lookback_seconds,
+            server_now=client.clock.now,
         )
 
 

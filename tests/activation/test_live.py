@@ -57,7 +57,7 @@ OUTSTANDING = {"c1": "invite_team", "c2": "invite_team", "c3": "create_project",
 KNOWN = {"c1": 100, "c2": 100, "c3": 100, "c4": 400}
 
 
-def tick(cursor, client=None):
+def tick(cursor, client=None, now=None):
     client = client or StubIntercom(CONTACTS, EVENTS)
     result = evaluate(
         cursor,
@@ -67,6 +67,7 @@ def tick(cursor, client=None):
         known_events=KNOWN,
         conversion_events={"payment_done"},
         lookback=0,
+        server_now=None if now is None else (lambda: now),
     )
     return result, client
 
@@ -97,6 +98,23 @@ def test_the_next_tick_with_nothing_new_starts_nothing_and_reads_no_events():
     assert second.run_key is None
     assert client.event_reads == []
     assert client.queries[0]["value"][0]["value"] == 1040
+
+
+def test_a_contact_updated_this_second_is_left_for_the_next_tick():
+    # At 1020 on the server, c3 (paid, updated at 1020) and c4, c5 (later) cannot be read by
+    # a run's contact sync yet; c1 and c2 can.
+    first, client = tick(LiveCursor(), now=1020)
+    assert first.triggers == {"c1": {ACTION_COMPLETED}}
+    assert first.deferred == 2  # c3 and c4 carry a recommendation, c5 does not
+    assert client.event_reads == ["c1", "c2"]
+    # The cursor stays before c3: c2's time, the newest of the contacts examined.
+    assert first.cursor.since == 1010
+    assert "c3" not in first.cursor.watermarks
+    # A second later the next tick finds c3 again and starts its run.
+    second, client = tick(LiveCursor.loads(first.cursor.dumps()), now=1041)
+    assert second.triggers == {"c3": {CONVERTED}}
+    assert second.deferred == 0
+    assert second.cursor.since == 1040
 
 
 def test_run_keys_come_from_the_cursor_so_a_re_evaluation_repeats_them():
