@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -407,11 +408,52 @@ class IntercomClient(_IntercomBase):
         return self.request("POST", "/data_attributes", json=body) or {}
 
 
+class ThreadPoolTransport(httpx.AsyncBaseTransport):
+    """An async transport that sends each request with httpx's sync transport in a thread.
+
+    httpx's own async transport (httpcore over anyio) spent 1.5 to 3 ms of CPU a request in
+    the events benchmark, more the more connections it holds; the sync transport spends about
+    0.8 ms. Waiting on a socket releases the interpreter, so the threads overlap their requests
+    as coroutines would. The answer is read whole in the thread and handed back as bytes.
+
+    Args:
+        workers: Threads, and so requests at the same time; also the connections kept.
+    """
+
+    def __init__(self, workers: int) -> None:
+        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+        self._transport = httpx.HTTPTransport(limits=limits)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intercom-http")
+
+    def _send(self, request: httpx.Request) -> tuple[int, httpx.Headers, bytes, dict]:
+        response = self._transport.handle_request(request)
+        try:
+            content = response.read()
+        finally:
+            response.close()
+        return response.status_code, response.headers, content, response.extensions
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request in a worker thread; the answer comes back fully read."""
+        loop = asyncio.get_running_loop()
+        status, headers, content, extensions = await loop.run_in_executor(
+            self._pool, self._send, request
+        )
+        kept = {k: v for k, v in extensions.items() if k in ("http_version", "reason_phrase")}
+        return httpx.Response(status, headers=headers, content=content, extensions=kept)
+
+    async def aclose(self) -> None:
+        """Let requests under way finish, then close the connections."""
+        await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
+        self._transport.close()
+
+
 class AsyncIntercomClient(_IntercomBase):
     """Asynchronous Intercom client (an `httpx.AsyncClient`), same rules as `IntercomClient`.
 
     Concurrency is the caller's: bound it with a semaphore. The rate budget is shared by all
-    requests of this client, so concurrent readers throttle together.
+    requests of this client, so concurrent readers throttle together. Requests go out through
+    a `ThreadPoolTransport` of `max_connections` threads unless a transport is given.
     """
 
     def __init__(
@@ -425,13 +467,11 @@ class AsyncIntercomClient(_IntercomBase):
         **options: Any,
     ) -> None:
         super().__init__(base_url, token, timeout, **options)
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=self._headers,
             timeout=timeout,
-            transport=transport,
-            limits=limits,
+            transport=transport or ThreadPoolTransport(max_connections),
         )
 
     async def aclose(self) -> None:
