@@ -153,9 +153,21 @@ def dbt_project() -> "DbtProject":
     return project
 
 
+@cache
+def dbt_resource(project: "DbtProject") -> Any:
+    """One dbt CLI resource per process, so later runs in the process reuse its dbt version.
+
+    The resource asks `dbt --version` once per instance: a whole dbt start-up, seconds on a busy
+    machine.
+    """
+    from dagster_dbt import DbtCliResource
+
+    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+
+
 def build_assets(project: "DbtProject") -> dg.AssetsDefinition:
     """One multi-asset over every dbt model, seed and test (tests become asset checks)."""
-    from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+    from dagster_dbt import DagsterDbtTranslatorSettings, dbt_assets
 
     translator = _translator_class()(
         settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
@@ -171,7 +183,7 @@ def build_assets(project: "DbtProject") -> dg.AssetsDefinition:
         settings, transform = get_settings(), TransformSettings()
         # dbt's profile reads the warehouse path from the environment of its process.
         os.environ.update(dbt_env(settings))
-        dbt = DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+        dbt = dbt_resource(project)
         args = skip_unit_tests(dbt_build_args(settings, transform), context.run.tags)
         context.log.info(f"dbt {' '.join(args)} on {settings.warehouse}")
         target = Path(project.project_dir) / "target" / f"nextbest_dbt-{uuid.uuid4().hex[:12]}"
