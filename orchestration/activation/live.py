@@ -150,7 +150,8 @@ def warehouse_view(
 
     Returns:
         (latest `updated_at`/`last_seen_at` of the raw contacts or None, action shown per
-        contact, newest event `created_at` per contact in the raw layer).
+        contact, newest event `created_at` per contact among the raw events loaded before the
+        contact was last written).
     """
     outstanding: dict[str, str] = {}
     if _exists(con, store.SCHEMA, "intercom_attribute_state"):
@@ -171,10 +172,18 @@ def warehouse_view(
             from raw.intercom_contacts"""
         ).fetchone()[0]
     if outstanding and _exists(con, "raw", "intercom_events"):
+        # Only events loaded before the contact's last write-back count as known: a run scoped
+        # to other contacts may load a contact's completed action and write nothing for it, and
+        # that event must still reach the sensor as new.
         known = dict(
             con.execute(
-                """select contact_id, max(created_at) from raw.intercom_events
-                where contact_id in (select unnest(?::varchar[])) group by contact_id""",
+                f"""with written as (
+                    select contact_id, max(written_at) as written_at from {store.STATE_TABLE}
+                    where contact_id in (select unnest(?::varchar[])) group by contact_id
+                )
+                select e.contact_id, max(e.created_at) from raw.intercom_events as e
+                join written as w on w.contact_id = e.contact_id and e.loaded_at <= w.written_at
+                group by e.contact_id""",
                 [sorted(outstanding)],
             ).fetchall()
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
+from orchestration.activation import store
 from orchestration.activation.live import (
     ACTION_COMPLETED,
     CONVERTED,
@@ -11,6 +13,7 @@ from orchestration.activation.live import (
     completions,
     evaluate,
     search_query,
+    warehouse_view,
 )
 from orchestration.activation.scope import CONTACT_IDS_TAG, contact_scope
 
@@ -146,3 +149,40 @@ def test_a_scope_tag_that_is_not_a_list_of_ids_is_an_error():
     assert contact_scope({}) is None
     with pytest.raises(ValueError):
         contact_scope({CONTACT_IDS_TAG: '{"a": 1}'})
+
+
+def test_events_loaded_after_the_last_write_back_are_not_known_to_the_sensor():
+    con = duckdb.connect()
+    store.ensure_tables(con)
+    con.execute("create schema raw")
+    con.execute("create table raw.intercom_contacts (updated_at bigint, payload json)")
+    con.execute("insert into raw.intercom_contacts values (1000, '{\"last_seen_at\": 1200}')")
+    con.execute(
+        "create table raw.intercom_events (contact_id varchar, created_at bigint, "
+        "loaded_at timestamptz)"
+    )
+    noon = "2026-01-01 12:00:00+00"
+    for contact_id, attribute, value in [
+        ("c1", "nb_next_action", '"invite_team"'),
+        ("c1", "nb_updated_at", "1767225600"),
+        ("c2", "nb_next_action", '"create_project"'),
+    ]:
+        con.execute(
+            f"insert into {store.STATE_TABLE} values (?, ?, ?, ?, 'r1')",
+            [contact_id, attribute, value, noon],
+        )
+    for contact_id, created, loaded in [
+        ("c1", 100, "2026-01-01 11:00:00+00"),
+        # Loaded by a run scoped to other contacts, after c1's last write: still news.
+        ("c1", 990, "2026-01-01 12:30:00+00"),
+        ("c2", 200, "2026-01-01 11:00:00+00"),
+        ("c2", 300, noon),
+        ("c3", 400, "2026-01-01 11:00:00+00"),
+    ]:
+        con.execute(
+            "insert into raw.intercom_events values (?, ?, ?)", [contact_id, created, loaded]
+        )
+    latest, outstanding, known = warehouse_view(con)
+    assert latest == 1200
+    assert outstanding == {"c1": "invite_team", "c2": "create_project"}
+    assert known == {"c1": 100, "c2": 300}
