@@ -90,15 +90,19 @@ class Marts:
 
 def read_marts(con: duckdb.DuckDBPyConnection) -> Marts:
     """Read the four marts from the warehouse."""
+    # DuckDB returns rows in no fixed order; sorted, the same warehouse trains the same model.
     journeys = con.execute(
         "select user_id, event_name, occurred_at, session_number, step_number,"
         " seconds_since_signup, days_since_signup from marts.fct_user_journeys"
+        " order by user_id, step_number"
     ).df()
     marts = Marts(
-        features=con.execute("select * from marts.fct_user_features").df(),
-        labels=con.execute("select * from marts.fct_conversion_labels").df(),
+        features=con.execute(
+            "select * from marts.fct_user_features order by user_id, snapshot_at, snapshot_id"
+        ).df(),
+        labels=con.execute("select * from marts.fct_conversion_labels order by user_id").df(),
         journeys=journeys,
-        users=con.execute("select * from marts.dim_users").df(),
+        users=con.execute("select * from marts.dim_users order by user_id").df(),
     )
     log.info(
         "read %d snapshots, %d labels, %d events, %d users",

@@ -179,7 +179,10 @@ def train_goal(
     Raises:
         TrainingError: A split is empty or holds a single class.
     """
-    rows = frame.loc[frame["trainable"]].copy()
+    # The same rows in any order train the same model: the booster's sampling and histogram
+    # sketch, and the logistic regression's solver, follow row order.
+    order = [c for c in ("user_id", "snapshot_at", "snapshot_id") if c in frame.columns]
+    rows = frame.loc[frame["trainable"]].sort_values(order, kind="stable").copy()
     if "split" not in rows.columns:
         rows["split"] = time_split(rows, valid_fraction, test_fraction)
     dropped = int(rows["split"].isna().sum())
