@@ -29,8 +29,10 @@ class IngestSettings(BaseSettings):
         le=150,
         description="Contacts a page when listing and searching (Intercom's maximum is 150).",
     )
+    # 32 requests under way keep Intercom's 166.7 a second busy up to answers of 0.19 s
+    # (32 / 166.7); on loopback the rate budget, not the concurrency, sets the pace.
     event_concurrency: int = Field(
-        default=8,
+        default=32,
         alias="NEXTBEST_INGEST_EVENT_CONCURRENCY",
         ge=1,
         le=256,
