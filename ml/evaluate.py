@@ -1,9 +1,10 @@
 """Offline evaluation of the recommender against two baselines, on held-out converters.
 
-Each held-out converter's journey is cut at one random point before they paid; the target is
-the next catalogue action they had not done yet and then did. HitRate@k is the share of cuts
-where the target is among the first k proposals. Every method proposes only actions not yet
-done, so none is penalised for refusing to repeat a completed action.
+Each held-out converter's journey is cut at every point before they paid; the target is the
+next catalogue action they had not done yet and then did. HitRate@k is the share of cuts where
+the target is among the first k proposals, each converter weighing the same. Every method
+proposes only actions not yet done, so none is penalised for refusing to repeat a completed
+action.
 """
 
 from __future__ import annotations
@@ -110,34 +111,31 @@ def hit_rates(
     catalogue: Catalogue,
     support: Support,
     min_support: float,
-    seed: int,
+    support_focus: float = 0.0,
 ) -> dict[str, float]:
-    """HitRate@1 and @3 of the recommender and both baselines on one cut per test converter.
+    """HitRate@1 and @3 of the recommender and both baselines over every cut of test journeys.
+
+    Every point of a held-out converter's journey that a new catalogue action followed is a
+    cut; each converter weighs the same however many cuts their journey has. This is the
+    expected HitRate of cutting each journey at one random point, without the luck of the draw.
 
     Returns:
         Metrics named `hitrate_at_{1,3}_{recommender,popular_at_step,markov}`, plus
-        `hitrate_cuts` (number of cut journeys).
+        `hitrate_cuts` (points evaluated) and `hitrate_converters` (journeys they come from).
     """
     actions = catalogue.events
-    rng = np.random.default_rng(seed)
     has_next = test_points.next_action.notna()
-    candidates = test_points.states.loc[has_next].copy()
-    candidates["target"] = test_points.next_action.loc[has_next]
-    if candidates.empty:
-        return {"hitrate_cuts": 0.0}
-    # One random cut per converter, seeded.
-    candidates["_draw"] = rng.random(len(candidates))
-    cuts = (
-        candidates.sort_values("_draw", kind="stable")
-        .drop_duplicates("user_id")
-        .sort_values("user_id", kind="stable")
-        .reset_index(drop=True)
-    )
+    cuts = test_points.states.loc[has_next].copy()
+    cuts["target"] = test_points.next_action.loc[has_next]
+    if cuts.empty:
+        return {"hitrate_cuts": 0.0, "hitrate_converters": 0.0}
+    cuts = cuts.sort_values(["user_id", "step_number"], kind="stable").reset_index(drop=True)
+    weight = 1.0 / cuts.groupby("user_id")["user_id"].transform("size").to_numpy(dtype=float)
     target = cuts["target"].to_numpy()
     keys = similarity_keys(cuts, actions)
     done = keys[[f"done__{a}" for a in actions]].set_axis(actions, axis=1)
 
-    ranked = rank_candidates(cuts, model, catalogue, support, min_support)
+    ranked = rank_candidates(cuts, model, catalogue, support, min_support, support_focus)
     ours = top_k(ranked, len(cuts), 3)
 
     train = train_points.states.assign(next_action=train_points.next_action.to_numpy())
@@ -149,16 +147,21 @@ def hit_rates(
     chain = pd.crosstab(tr["from"], tr["to"]).reindex(columns=actions, fill_value=0)
     markov = _ranked_by_table(chain, cuts["last_action"].astype("object"), done, actions, 3)
 
-    metrics = {"hitrate_cuts": float(len(cuts))}
+    metrics = {
+        "hitrate_cuts": float(len(cuts)),
+        "hitrate_converters": float(cuts["user_id"].nunique()),
+    }
     methods = {"recommender": ours, "popular_at_step": popular, "markov": markov}
     for name, proposals in methods.items():
         for k in (1, 3):
-            hits = [t in p[:k] for t, p in zip(target, proposals, strict=True)]
-            metrics[f"hitrate_at_{k}_{name}"] = float(np.mean(hits))
-    metrics["hitrate_recommender_coverage"] = float(np.mean([len(p) > 0 for p in ours]))
+            hits = np.array([t in p[:k] for t, p in zip(target, proposals, strict=True)])
+            metrics[f"hitrate_at_{k}_{name}"] = float(np.average(hits, weights=weight))
+    covered = np.array([len(p) > 0 for p in ours])
+    metrics["hitrate_recommender_coverage"] = float(np.average(covered, weights=weight))
     log.info(
-        "HitRate@1 on %d cuts: recommender %.3f, popular at step %.3f, Markov %.3f",
+        "HitRate@1 on %d cuts of %d journeys: recommender %.3f, popular at step %.3f, Markov %.3f",
         len(cuts),
+        cuts["user_id"].nunique(),
         metrics["hitrate_at_1_recommender"],
         metrics["hitrate_at_1_popular_at_step"],
         metrics["hitrate_at_1_markov"],

@@ -213,7 +213,7 @@ def train_and_register(
         catalogue,
         support,
         settings.min_support,
-        settings.seed,
+        settings.support_focus,
     )
     seconds["evaluate"] = time.perf_counter() - started
 
@@ -233,6 +233,7 @@ def train_and_register(
             "catalogue_source": catalogue.source,
             "min_support": settings.min_support,
             "min_similar": settings.min_similar,
+            "support_focus": settings.support_focus,
             "segment": str(goal.segment or "everyone"),
         },
     )
@@ -330,7 +331,15 @@ def next_best_actions(
         if column.startswith(ACTION_PREFIX) or column in ("n_events", "step_number"):
             states.loc[empty, column] = 0
     support = production_support(marts, catalogue, settings)
-    recs = recommend(states, model, catalogue, support, settings.min_support, goal.window_days)
+    recs = recommend(
+        states,
+        model,
+        catalogue,
+        support,
+        settings.min_support,
+        goal.window_days,
+        settings.support_focus,
+    )
     scored_at = scored_at or datetime.now(UTC).replace(tzinfo=None)
     closed = users.loc[users["status"] != "open"].copy()
     closed["reason"] = np.where(

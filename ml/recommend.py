@@ -190,6 +190,7 @@ def rank_candidates(
     catalogue: Catalogue,
     support: Support,
     min_support: float,
+    support_focus: float = 0.0,
 ) -> pd.DataFrame:
     """Every supported, not yet done action of every state, with its lift.
 
@@ -199,6 +200,11 @@ def rank_candidates(
         catalogue: The actions.
         support: From `build_support`.
         min_support: Lowest share of similar converters who did an action next.
+        support_focus: How much the bar rises where similar converters agree on the next
+            step. With best share `b` among the state's actions not yet done, a candidate
+            also needs a share of `support_focus * b * b` (at most `b`): where 70% of them
+            did one thing next, only steps nearly as common compete on lift; where they
+            spread out (`b` of 10%), the bar stays near `min_support`. 0 turns it off.
 
     Returns:
         One row per (state, candidate): `row` (position in `states`), `action`, `support`,
@@ -210,9 +216,12 @@ def rank_candidates(
     base = np.asarray(model.predict(states), dtype=float)
     base_raw = np.asarray(model.raw_scores(states), dtype=float)
     keys = similarity_keys(states, actions)
+    undone = pd.DataFrame({a: ~keys[f"done__{a}"] for a in actions}, index=states.index)
+    best_share = shares.where(undone, 0.0).max(axis=1)
+    floor = np.maximum(min_support, np.minimum(best_share, support_focus * best_share**2))
     parts = []
     for a in actions:
-        eligible = (~keys[f"done__{a}"]) & (shares[a] >= min_support) & (shares[a] > 0)
+        eligible = undone[a] & (shares[a] >= floor) & (shares[a] > 0)
         if not eligible.any():
             continue
         chosen = states.loc[eligible]
@@ -264,6 +273,7 @@ def recommend(
     support: Support,
     min_support: float,
     window_days: int,
+    support_focus: float = 0.0,
 ) -> pd.DataFrame:
     """The next best action of each state, or the reason there is none.
 
@@ -274,7 +284,7 @@ def recommend(
         `reason`.
     """
     states = states.reset_index(drop=True)
-    candidates = rank_candidates(states, model, catalogue, support, min_support)
+    candidates = rank_candidates(states, model, catalogue, support, min_support, support_focus)
     scores = np.asarray(model.predict(states), dtype=float) if len(states) else np.zeros(0)
     keys = similarity_keys(states, catalogue.events)
     out = pd.DataFrame(

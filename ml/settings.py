@@ -88,6 +88,13 @@ class MLSettings(BaseSettings):
         le=1,
         description="Share of similar converters who did an action next for it to be a candidate.",
     )
+    support_focus: float = Field(
+        default=1.25,
+        alias="NEXTBEST_SUPPORT_FOCUS",
+        ge=0,
+        description="Raises the support bar where similar converters agree on the next step: a "
+        "candidate needs focus x best share squared (at most the best share). 0: off.",
+    )
     min_similar: int = Field(
         default=30,
         alias="NEXTBEST_MIN_SIMILAR_USERS",

@@ -95,7 +95,15 @@ def ml_synthetic() -> list[Figure]:
     with PeakMemory() as recommend_memory:
         started = time.perf_counter()
         support = production_support(marts, catalogue, settings)
-        recs = recommend(open_states, result.model, catalogue, support, settings.min_support, 7)
+        recs = recommend(
+            open_states,
+            result.model,
+            catalogue,
+            support,
+            settings.min_support,
+            7,
+            settings.support_focus,
+        )
         recommend_seconds = time.perf_counter() - started
     gap = auc_gap(result.splits["test"], result.test_scores["model"], truth)
     agreement = planted_agreement(recs, open_states, truth)

@@ -88,3 +88,18 @@ def test_done_actions_are_never_proposed_and_users_without_options_get_a_reason(
     loose = recommend(states, _predict, CATALOGUE, _support(), 0.0, 7).set_index("user_id")
     assert loose.loc["ab", "action"] == "c"
     assert loose.loc["none", "action"] in {"b", "c"}
+
+
+def test_where_similar_converters_agree_only_steps_nearly_as_common_compete_on_lift():
+    states = _states([("u", 1, 0, 0, "a")])
+    # shares: b 2/3 (the best), c 1/3; the bar is min(2/3, focus * (2/3)^2)
+    focused = recommend(states, _predict, CATALOGUE, _support(), 0.02, 7, support_focus=1.25)
+    # 1.25 * 4/9 = 0.56 > 1/3: c is out, whatever its lift
+    assert focused.loc[0, "action"] == "b"
+    assert json.loads(focused.loc[0, "alternatives"]) == []
+    # 0.5 * 4/9 = 0.22 < 1/3: c competes and its larger lift wins
+    relaxed = recommend(states, _predict, CATALOGUE, _support(), 0.02, 7, support_focus=0.5)
+    assert relaxed.loc[0, "action"] == "c"
+    # a bar above the best share never shuts the best out
+    strict = recommend(states, _predict, CATALOGUE, _support(), 0.02, 7, support_focus=100.0)
+    assert strict.loc[0, "action"] == "b"
