@@ -31,29 +31,44 @@ def _train(warehouse: Path, tmp_path: Path):
     return marts, goal, run, uri
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="not met yet: on simple_shop the logistic regression's test ROC-AUC (0.825) is above "
-    "the model's (0.814), and the first-order Markov chain's HitRate@1 (0.64 on 84 cuts) is "
-    "above the lift-ranked recommender's (0.36)",
-)
-def test_on_simple_shop_the_model_and_recommender_beat_their_baselines(tmp_path):
+@pytest.fixture(scope="module")
+def simple_shop_run(tmp_path_factory):
     cache = get_settings().cache_dir  # the download is cached in the checkout's home
-    warehouse = tmp_path / "warehouse.duckdb"
+    folder = tmp_path_factory.mktemp("simple_shop")
+    warehouse = folder / "warehouse.duckdb"
     build_warehouse(warehouse, "simple_shop", cache_dir=cache, every_event=True)
-    _, goal, run, uri = _train(warehouse, tmp_path)
+    return _train(warehouse, folder)
+
+
+def test_on_simple_shop_the_recommender_beats_both_baselines_in_the_logged_run(simple_shop_run):
+    _, goal, run, uri = simple_shop_run
     m, e = run.result.metrics, run.evaluation
     assert run.catalogue.conversion_event == "payment_done"
     assert "payment_done" not in run.catalogue.events
-    assert m["model_test_roc_auc"] > m["logreg_test_roc_auc"]
-    assert m["model_test_roc_auc"] > m["base_rate_test_roc_auc"]
+    # every cut of every held-out converter's journey, not one lucky draw
+    assert e["hitrate_cuts"] > 5 * e["hitrate_converters"] > 0
     assert e["hitrate_at_1_recommender"] > e["hitrate_at_1_markov"]
     assert e["hitrate_at_1_recommender"] > e["hitrate_at_1_popular_at_step"]
+    assert m["model_test_roc_auc"] > m["base_rate_test_roc_auc"]
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias(goal.model_name, "champion")
     logged = client.get_run(champion.run_id).data.metrics
-    assert logged["hitrate_at_1_recommender"] == pytest.approx(e["hitrate_at_1_recommender"])
-    assert logged["model_test_roc_auc"] == pytest.approx(m["model_test_roc_auc"])
+    for name in ("recommender", "markov", "popular_at_step"):
+        assert logged[f"hitrate_at_1_{name}"] == pytest.approx(e[f"hitrate_at_1_{name}"])
+    for name in ("model", "logreg", "base_rate"):
+        assert logged[f"{name}_test_roc_auc"] == pytest.approx(m[f"{name}_test_roc_auc"])
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="not met yet: on simple_shop the logistic regression's test ROC-AUC (0.825) is above "
+    "the model's (0.815); no depth, child weight, learning rate, binning, sample weighting or "
+    "added ratio feature tried brought the trees above it",
+)
+def test_on_simple_shop_the_model_beats_the_logistic_regression(simple_shop_run):
+    _, _, run, _ = simple_shop_run
+    m = run.result.metrics
+    assert m["model_test_roc_auc"] > m["logreg_test_roc_auc"]
 
 
 def test_on_synthetic_data_the_model_approaches_the_planted_truth(tmp_path):
