@@ -30,6 +30,7 @@ import psutil
 
 from bench.harness import Figure, benchmark
 from orchestration.clients.intercom import AsyncIntercomClient, IntercomClient
+from orchestration.clients.retrying import parse_int_header
 from orchestration.ingest.intercom import sync_contacts, sync_events
 from orchestration.ingest.settings import IngestSettings
 from orchestration.warehouse import connect, ensure_raw_tables
@@ -101,6 +102,8 @@ class Measured:
     client_ms: float
     server_ms: float
     load: tuple[float, float]
+    machine_busy: float
+    ours_busy: float
 
     @property
     def rate(self) -> float:
@@ -112,7 +115,9 @@ class Measured:
         return (
             f"{self.requests:,} requests in {self.seconds:.1f} s = {self.rate:.1f}/s; CPU a "
             f"request: reader {self.client_ms:.2f} ms, sandbox {self.server_ms:.2f} ms; "
-            f"load average {self.load[0]:.1f} at the start, {self.load[1]:.1f} at the end"
+            f"load average {self.load[0]:.1f} at the start, {self.load[1]:.1f} at the end; "
+            f"the cores were {100 * self.machine_busy:.0f}% busy, {100 * self.ours_busy:.0f}% "
+            "with the reader and the sandbox"
         )
 
 
@@ -121,16 +126,26 @@ def _measure(sandbox: Sandbox, read: Callable[[], int]) -> Measured:
     me = psutil.Process()
     load = os.getloadavg()[0]
     client, server = _cpu(me), _cpu(sandbox.process)
+    machine = psutil.cpu_times()
     started = time.perf_counter()
     requests = read()
     seconds = time.perf_counter() - started
+    after = psutil.cpu_times()
+    client, server = _cpu(me) - client, _cpu(sandbox.process) - server
+    # Busy time of every core, whoever used it: with the cores busy and little of it ours,
+    # the read was short of CPU, not of rate-limit budget.
+    total = sum(after) - sum(machine)
+    idle = (after.idle + after.iowait) - (machine.idle + machine.iowait)
+    capacity = seconds * (psutil.cpu_count() or 1)
     per_request = 1000 / max(1, requests)
     return Measured(
         requests=requests,
         seconds=seconds,
-        client_ms=(_cpu(me) - client) * per_request,
-        server_ms=(_cpu(sandbox.process) - server) * per_request,
+        client_ms=client * per_request,
+        server_ms=server * per_request,
         load=(load, os.getloadavg()[0]),
+        machine_busy=(total - idle) / total if total > 0 else 0.0,
+        ours_busy=(client + server) / capacity,
     )
 
 
@@ -142,8 +157,10 @@ class _WindowCountingClient(AsyncIntercomClient):
         self.per_window: Counter[int] = Counter()
 
     def _check(self, response: httpx.Response) -> dict | None:
-        if response.status_code != 429:
-            self.per_window[int(time.time() // WINDOW_SECONDS)] += 1
+        # The window is the server's, named by its reset: an answer may arrive in the next one.
+        reset = parse_int_header(response.headers, "X-RateLimit-Reset")
+        if response.status_code != 429 and reset is not None:
+            self.per_window[reset // WINDOW_SECONDS - 1] += 1
         return super()._check(response)
 
 
@@ -182,13 +199,13 @@ def _rate_limited_read(users: int, size: int) -> list[Figure]:
             return int(reports[0].client["requests"])
 
         measured = _measure(sb, read)
-        windows = int(time.time() // WINDOW_SECONDS) - first_window + 1
         con.close()
     report = reports[0]
     limited = int(report.client["rate_limited"])
     share_429 = limited / measured.requests
-    # Answers a window, from the read's first window to its last: full windows (1,667) mean
-    # the reader kept up with the limit; fewer, outside the last, mean it fell behind.
+    # Answers a window, from the read's first window to that of its last answer: full windows
+    # (1,667) mean the reader kept up with the limit; fewer, but the last, that it fell behind.
+    windows = max(client.per_window) - first_window + 1
     counts = [client.per_window[first_window + k] for k in range(windows)]
     print(
         f"ingest_events, rate limit {RATE_LIMIT_PER_MINUTE:,}/min ({ALLOWED_PER_SECOND:.1f}/s, "
