@@ -6,16 +6,18 @@ events as (
     select * from {{ ref('int_events__sessionized') }}
 ),
 
+-- A user's session number fixes its id: grouping on the short keys spares hashing and
+-- comparing the 32-character ids of millions of events.
 sessions as (
     select
-        session_id,
         user_id,
         session_number,
+        {{ dbt.any_value('session_id') }} as session_id,
         min(occurred_epoch) as started_epoch,
         max(occurred_epoch) as ended_epoch,
         count(*) as n_events
     from events
-    group by session_id, user_id, session_number
+    group by user_id, session_number
 ),
 
 final as (

@@ -61,12 +61,22 @@ bounds as (
     from labels
 ),
 
+-- A snapshot after an event is that event's row of event_state: no join needed.
 session_ends as (
     select
         user_id,
         'session_end' as snapshot_kind,
         occurred_epoch as snapshot_epoch,
-        step_number as last_step
+        step_number as last_step,
+        occurred_epoch,
+        step_number,
+        session_number,
+        active_day_number,
+        last_action,
+        previous_action
+    {%- for group in actions | batch(packed_slots() | int) %},
+        packed_counts_{{ loop.index0 }}
+    {%- endfor %}
     from event_state
     where next_session_number is null or next_session_number != session_number
 ),
@@ -78,7 +88,16 @@ after_events as (
         user_id,
         'after_event' as snapshot_kind,
         occurred_epoch as snapshot_epoch,
-        step_number as last_step
+        step_number as last_step,
+        occurred_epoch,
+        step_number,
+        session_number,
+        active_day_number,
+        last_action,
+        previous_action
+    {%- for group in actions | batch(packed_slots() | int) %},
+        packed_counts_{{ loop.index0 }}
+    {%- endfor %}
     from event_state
     where next_session_number = session_number
 ),
@@ -107,7 +126,7 @@ event_days as (
     group by user_id, boundary_day
 ),
 
-day_boundaries as (
+day_boundary_steps as (
     select
         bounds.user_id,
         'day_boundary' as snapshot_kind,
@@ -121,6 +140,26 @@ day_boundaries as (
             bounds.user_id = event_days.user_id
             and day_numbers.day_number >= event_days.boundary_day
     group by bounds.user_id, bounds.signed_up_epoch, day_numbers.day_number
+),
+
+-- A day boundary reads the state after the last event it sees (none: no event yet).
+day_boundaries as (
+    select
+        day_boundary_steps.*,
+        event_state.occurred_epoch,
+        event_state.step_number,
+        event_state.session_number,
+        event_state.active_day_number,
+        event_state.last_action,
+        event_state.previous_action
+    {%- for group in actions | batch(packed_slots() | int) %},
+        event_state.packed_counts_{{ loop.index0 }}
+    {%- endfor %}
+    from day_boundary_steps
+    left join event_state
+        on
+            day_boundary_steps.user_id = event_state.user_id
+            and day_boundary_steps.last_step = event_state.step_number
 ),
 
 all_snapshots as (
@@ -172,15 +211,15 @@ final as (
             )
             as {{ dbt.type_int() }}
         ) as days_since_signup,
-        coalesce(event_state.step_number, 0) as n_events,
-        coalesce(event_state.session_number, 0) as n_sessions,
-        coalesce(event_state.active_day_number, 0) as n_active_days,
-        snapshots.snapshot_epoch - event_state.occurred_epoch as seconds_since_last_event,
-        coalesce(event_state.step_number, 0) as step_number,
-        event_state.last_action,
-        event_state.previous_action,
+        coalesce(snapshots.step_number, 0) as n_events,
+        coalesce(snapshots.session_number, 0) as n_sessions,
+        coalesce(snapshots.active_day_number, 0) as n_active_days,
+        snapshots.snapshot_epoch - snapshots.occurred_epoch as seconds_since_last_event,
+        coalesce(snapshots.step_number, 0) as step_number,
+        snapshots.last_action,
+        snapshots.previous_action,
         {%- for group in actions | batch(packed_slots() | int) %}
-        {%- set packed = 'event_state.packed_counts_' ~ loop.index0 %}
+        {%- set packed = 'snapshots.packed_counts_' ~ loop.index0 %}
         {%- for name, column in group %}
         coalesce({{ unpack_count(packed, loop.index0) }}, 0) as {{ column }},
         {%- endfor %}
@@ -200,10 +239,6 @@ final as (
         snapshots.history_complete
     from snapshots
     inner join users on snapshots.user_id = users.user_id
-    left join event_state
-        on
-            snapshots.user_id = event_state.user_id
-            and snapshots.last_step = event_state.step_number
 )
 
 select * from final

@@ -1,4 +1,7 @@
+{{ config(materialized='view') }}
 -- Grain: one row per event of a known app user, in journey order, with its session.
+-- A view: the rows are int_events__sessionized's, and a copy of millions of them would cost
+-- more than every reader's column pick together.
 with
 
 events as (
