@@ -208,6 +208,7 @@ def train_goal(
     started = time.perf_counter()
     params = {
         "n_estimators": max_rounds,
+        **time_interactions(spec.names),
         # Shallow, well-supported trees that see half the features each: the recommender
         # reads differences between two predictions, and spurious splits on actions that
         # do not matter would turn into spurious lifts.
@@ -274,6 +275,20 @@ def train_goal(
         metrics["base_rate_test_roc_auc"],
     )
     return TrainingResult(model, metrics, params, splits, scores, seconds, logreg)
+
+
+def time_interactions(names: list[str]) -> dict[str, str]:
+    """Booster constraint letting each feature interact with time since sign-up only.
+
+    The recommender reads the difference between two predictions that differ in one action.
+    Where trees may combine any features, an action's effect is smeared over proxies (counts,
+    steps, other actions) that doing it now moves differently from the data; an effect that
+    depends on when it happens (an import that helps only on the first day) still fits.
+    """
+    if "seconds_since_signup" not in names:
+        return {}
+    t = names.index("seconds_since_signup")
+    return {"interaction_constraints": str([[t, k] for k in range(len(names)) if k != t])}
 
 
 def _loggable(value: object) -> bool:
