@@ -90,9 +90,11 @@ class Support:
 
     Attributes:
         actions: The catalogue events.
-        tables: Per level, indexed by the level's key: `n` (points), and per action `next__a`
-            (points whose next new action was a) and `open__a` (points where a was not done).
-        min_similar: Fewest points a level needs before its shares are used.
+        tables: Per level, indexed by the level's key: `n` (converters seen there), and per
+            action `next__a` (converters whose next new action was a) and `open__a`
+            (converters with a not done); a converter with several points at a key counts
+            once, split over them.
+        min_similar: Fewest converters a level needs before its shares are used.
     """
 
     actions: list[str]
@@ -151,24 +153,40 @@ def build_support(
         states: States of converters before they converted (e.g. from `event_states`).
         next_action: Their next new catalogue action (NA: converted with nothing new).
         actions: The catalogue events.
-        min_similar: Fewest points per key before a level's shares are trusted.
+        min_similar: Fewest converters per key before a level's shares are trusted.
     """
     keys = similarity_keys(states, actions)
     frame = keys.copy()
-    frame["n"] = 1
+    frame["n"] = 1.0
     for a in actions:
-        frame[f"next__{a}"] = (next_action == a).astype("int64").to_numpy()
-        frame[f"open__{a}"] = (~keys[f"done__{a}"]).astype("int64")
+        frame[f"next__{a}"] = (next_action == a).astype("float64").to_numpy()
+        frame[f"open__{a}"] = (~keys[f"done__{a}"]).astype("float64")
     sums = ["n", *(f"next__{a}" for a in actions), *(f"open__{a}" for a in actions)]
+    # A converter leaves a point after every event, and most events repeat an action already
+    # done: one lingering converter can fill a key alone. Each converter seen at a key weighs
+    # one, split evenly over its points there, so `n` counts converters and a share is the
+    # share of similar converters, not of their events.
+    user = (
+        states["user_id"].to_numpy()
+        if "user_id" in states.columns
+        else np.arange(len(states))  # one converter per point
+    )
+    frame["_user"] = pd.factorize(user)[0]
     tables = {}
     for level in LEVELS:
+        points = frame.groupby(["_user", *level], observed=True)["n"].transform("size")
+        weighted = frame[sums].div(points.to_numpy(), axis=0)
         if level:
-            tables[level] = frame.groupby(list(level), observed=True)[sums].sum()
+            weighted[list(level)] = frame[list(level)]
+            tables[level] = weighted.groupby(list(level), observed=True)[sums].sum()
         else:
-            tables[level] = frame[sums].sum().to_frame().T
+            tables[level] = weighted[sums].sum().to_frame().T
+        # each converter's weights at a key add up to one: `n` is a whole count
+        tables[level]["n"] = tables[level]["n"].round()
     log.info(
-        "support from %d converter points, %d distinct sets of done actions",
+        "support from %d points of %d converters, %d distinct sets of done actions",
         len(frame),
+        frame["_user"].nunique(),
         keys["done_set"].nunique(),
     )
     return Support(actions=actions, tables=tables, min_similar=min_similar)

@@ -103,3 +103,21 @@ def test_where_similar_converters_agree_only_steps_nearly_as_common_compete_on_l
     # a bar above the best share never shuts the best out
     strict = recommend(states, _predict, CATALOGUE, _support(), 0.02, 7, support_focus=100.0)
     assert strict.loc[0, "action"] == "b"
+
+
+def test_a_converter_with_many_points_at_a_key_counts_once():
+    # k1 lingers after doing a (five points, all followed by b); k2 and k3 each leave one
+    # point there and do c next. Counted by points b would have 5/7; by converters 1/3.
+    converters = _states(
+        [*(("k1", 1, 0, 0, "a") for _ in range(5)), ("k2", 1, 0, 0, "a"), ("k3", 1, 0, 0, "a")]
+    )
+    nxt = pd.Series(["b"] * 5 + ["c", "c"])
+    support = build_support(converters, nxt, CATALOGUE.events, min_similar=3)
+    shares, n, level = support.lookup(_states([("u", 1, 0, 0, "a")]))
+    assert np.allclose(shares.loc[0, ["a", "b", "c"]], [0, 1 / 3, 2 / 3])
+    assert n[0] == 3 and level[0] == "same actions done and same last action"
+    # three converters are not four, however many points they left: the lookup falls
+    # through every level to all converters
+    fewer = build_support(converters, nxt, CATALOGUE.events, min_similar=4)
+    _, n, level = fewer.lookup(_states([("u", 1, 0, 0, "a")]))
+    assert n[0] == 3 and level[0] == "all converters"
