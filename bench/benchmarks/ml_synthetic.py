@@ -121,7 +121,8 @@ def ml_synthetic() -> list[Figure]:
     )
     by_time = agreement_by_time(recs, open_states, truth, candidates).set_index("band")
     bands = "; ".join(
-        f"{band} {row.agreement:.1%} of {row.users:,}" for band, row in by_time.iloc[:-1].iterrows()
+        f"{band} {row.agreement:.1%} of {int(row.users):,}"
+        for band, row in by_time.iloc[:-1].iterrows()
     )
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     mb = 1024 * 1024
