@@ -99,5 +99,5 @@ class MLSettings(BaseSettings):
         default=30,
         alias="NEXTBEST_MIN_SIMILAR_USERS",
         ge=1,
-        description="Fewest similar converter points a support estimate may rest on.",
+        description="Fewest similar converters a support estimate may rest on.",
     )
