@@ -6,10 +6,7 @@ source as (
 ),
 
 latest as (
-    select
-        *,
-        row_number() over (partition by contact_id order by loaded_at desc) as version_rank
-    from source
+    {{ ranked_versions('source', key='contact_id', newest_first='loaded_at desc') }}
 ),
 
 final as (

@@ -10,12 +10,7 @@ currencies as (
 ),
 
 latest as (
-    select
-        *,
-        row_number() over (
-            partition by id order by updated_at desc, loaded_at desc
-        ) as version_rank
-    from source
+    {{ ranked_versions('source') }}
 ),
 
 parsed as (

@@ -6,12 +6,7 @@ source as (
 ),
 
 latest as (
-    select
-        *,
-        row_number() over (
-            partition by id order by updated_at desc, loaded_at desc
-        ) as version_rank
-    from source
+    {{ ranked_versions('source') }}
 ),
 
 final as (
