@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 import uvicorn
 
+from orchestration.clients.intercom import AsyncIntercomClient, IntercomClient
+from orchestration.resources import IntercomResource, intercom_endpoint
+from orchestration.settings import get_settings
 from sandbox.app import SandboxState, create_app
 from sandbox.datasets import EventLog
 from sandbox.mapping import build_store
@@ -38,12 +41,41 @@ def small_log() -> EventLog:
     return EventLog(name="activation_tests", events=frame, conversion_event="payment_done")
 
 
+class AnswerLog:
+    """ASGI wrapper keeping the method, path and status of every answer the sandbox sent.
+
+    The store records only the PUTs that reached the contact handler; a fault profile's
+    scripted 429s and 5xx are answered before that, so they are counted here.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.answers: list[tuple[str, str, int]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def record(message) -> None:
+            if message["type"] == "http.response.start":
+                self.answers.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, record)
+
+
 @dataclass
 class Sandbox:
-    """A running sandbox: its state, base URLs and an admin client."""
+    """A running sandbox: its state, base URLs, its log of answers and an admin client."""
 
     state: SandboxState
     url: str
+    log: AnswerLog
+
+    def answers(self, method: str, path: str) -> list[int]:
+        """Statuses of the Intercom answers to `method path`, in the order they were sent."""
+        return [s for m, p, s in self.log.answers if m == method and p == f"/intercom{path}"]
 
     @property
     def intercom_url(self) -> str:
@@ -79,9 +111,8 @@ def sandbox() -> Iterator[Sandbox]:
     store = build_store(small_log(), dirt=False, event_window_days=0)
     state = SandboxState(store, intercom_token=TOKEN, stripe_key="sk_test_activation")
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning")
-    )
+    log = AnswerLog(create_app(state))
+    server = uvicorn.Server(uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -90,7 +121,7 @@ def sandbox() -> Iterator[Sandbox]:
             raise RuntimeError("sandbox did not start within 10 s")
         time.sleep(0.02)
     try:
-        yield Sandbox(state=state, url=f"http://127.0.0.1:{port}")
+        yield Sandbox(state=state, url=f"http://127.0.0.1:{port}", log=log)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -104,6 +135,33 @@ def env(nextbest_home: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) 
     for name in ("NEXTBEST_ACTIVATION_DRY_RUN", "NEXTBEST_ACTIVATION_GOAL"):
         monkeypatch.delenv(name, raising=False)
     return nextbest_home / "warehouse.duckdb"
+
+
+class FastRetries(IntercomResource):
+    """The Intercom resource with waits of hundredths of a second between attempts.
+
+    With the real steps a storm costs seconds per request (exponential back-off after a 5xx,
+    up to half a second of jitter after a 429); the tests check how many attempts were made
+    and what was recorded, not how long the client slept.
+    """
+
+    def client(self) -> IntercomClient:
+        base_url, token = intercom_endpoint(get_settings())
+        return IntercomClient(base_url, token, **self._retrying())
+
+    def async_client(self, max_connections: int = 64) -> AsyncIntercomClient:
+        base_url, token = intercom_endpoint(get_settings())
+        return AsyncIntercomClient(
+            base_url, token, max_connections=max_connections, **self._retrying()
+        )
+
+    def _retrying(self) -> dict:
+        return {
+            "max_attempts": self.max_attempts or 6,
+            "initial_backoff": 0.01,
+            "max_backoff": 0.05,
+            "rate_limit_cap": 0.05,
+        }
 
 
 NBA_COLUMNS = (
