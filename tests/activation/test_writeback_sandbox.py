@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
+import duckdb
 import pytest
 
 from orchestration.activation.assets import run_write_back
 from orchestration.activation.settings import ActivationSettings
 from orchestration.activation.writeback import WriteBackError
+from orchestration.resources import IntercomResource
 from orchestration.settings import get_settings
+from tests.activation.conftest import FastRetries
 
 LABELS = {"invite_team": "Invite your team", "create_project": "Create a project"}
 
@@ -31,8 +35,41 @@ def rows_for(sandbox, n=10, action="invite_team", overrides=None):
     return rows
 
 
-def write_back(run_id, **settings):
-    return run_write_back(run_id, get_settings(), ActivationSettings(**settings))
+def write_back(run_id, intercom: IntercomResource | None = None, **settings):
+    return run_write_back(run_id, get_settings(), ActivationSettings(**settings), intercom=intercom)
+
+
+def today_midnight() -> int:
+    """Unix seconds of midnight UTC today: what a date attribute written today holds."""
+    now = datetime.now(UTC)
+    return int(datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp())
+
+
+def expected_attributes(k: int, label: str = "Invite your team") -> dict:
+    """What contact `k` of `rows_for` holds after a successful write today."""
+    return {
+        "nb_next_action": "invite_team",
+        "nb_next_action_label": label,
+        "nb_conversion_score": pytest.approx(0.1 + k / 100),
+        "nb_updated_at": today_midnight(),
+    }
+
+
+ATTRIBUTES = ("nb_conversion_score", "nb_next_action", "nb_next_action_label", "nb_updated_at")
+"""Our attribute names in the order `order by attribute` returns them."""
+
+
+def audit_rows(sql, run_id):
+    return sql(
+        "select contact_id, attribute, status, http_status from activation.intercom_write_audit "
+        "where run_id = ? order by contact_id, attribute",
+        [run_id],
+    )
+
+
+def all_rows(contacts, status, http_status):
+    """The audit rows of contacts whose every attribute ended the same way."""
+    return [(c, a, status, http_status) for c in sorted(contacts) for a in ATTRIBUTES]
 
 
 def successful_puts(sandbox):
@@ -136,8 +173,10 @@ def test_dry_run_writes_the_plan_to_the_audit_and_sends_nothing(sandbox, recomme
     assert len(successful_puts(sandbox)) == 3
 
 
-def test_bad_values_are_reported_per_contact_while_the_others_go_through(sandbox, recommend, sql):
-    """FAILURE_MODES 13: a string over 255 characters and a NaN score."""
+def test_bad_values_are_reported_per_contact_while_the_others_go_through(
+    sandbox, recommend, sql, env
+):
+    """FAILURE_MODES 13: a string over 255 characters, a NaN score, an object and a list."""
     ids = sandbox.contact_ids()
     recommend(
         rows_for(
@@ -145,25 +184,66 @@ def test_bad_values_are_reported_per_contact_while_the_others_go_through(sandbox
             overrides={1: {"action_label": "L" * 256}, 4: {"conversion_score": float("nan")}},
         )
     )
+    # Columns whose type drifted upstream reach the write-back as a dict and a list.
+    with duckdb.connect(str(env)) as con:
+        con.execute(
+            "alter table ml.next_best_actions alter action_label set data type "
+            "union(text varchar, obj struct(text varchar)) using union_value(text := action_label)"
+        )
+        con.execute(
+            "alter table ml.next_best_actions alter conversion_score set data type "
+            "union(num double, seq double[]) using union_value(num := conversion_score)"
+        )
+        con.execute(
+            "update ml.next_best_actions set action_label = union_value(obj := {'text': 'Invite'}) "
+            "where contact_id = ?",
+            [ids[6]],
+        )
+        con.execute(
+            "update ml.next_best_actions set conversion_score = union_value(seq := [0.1, 0.2]) "
+            "where contact_id = ?",
+            [ids[7]],
+        )
     numbers = write_back("run-1")
-    written = {w["contact_id"] for w in sandbox.writes()}
-    assert written == set(ids[:10]) - {ids[1], ids[4]}
-    assert all(w["status"] == 200 for w in sandbox.writes())
-    invalid = sql(
-        "select contact_id, attribute, message from activation.intercom_write_audit "
-        "where status = 'invalid' order by contact_id"
-    )
-    assert {(c, a) for c, a, _ in invalid} == {
-        (ids[1], "nb_next_action_label"),
-        (ids[4], "nb_conversion_score"),
+    bad = {
+        ids[1]: "nb_next_action_label",
+        ids[4]: "nb_conversion_score",
+        ids[6]: "nb_next_action_label",
+        ids[7]: "nb_conversion_score",
     }
-    assert any("256 characters" in m for _, _, m in invalid)
-    assert numbers["contacts_failed"] == 2
-    assert set(sandbox.attributes()) == written
+    good = [k for k in range(10) if ids[k] not in bad]
+    assert sorted(w["contact_id"] for w in sandbox.writes()) == sorted(ids[k] for k in good)
+    assert all(w["status"] == 200 for w in sandbox.writes())
+    # The good contacts hold exactly what was recommended; the bad ones were left untouched.
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in good}
+    rows = sql(
+        "select contact_id, attribute, status, http_status, message "
+        "from activation.intercom_write_audit order by contact_id, attribute"
+    )
+    for contact_id, attribute, status, http_status, message in rows:
+        if contact_id not in bad:
+            assert (status, http_status, message) == ("ok", 200, None)
+        elif attribute == bad[contact_id]:
+            assert (status, http_status) == ("invalid", None)
+        else:
+            # The contact's valid values are not sent alone: half a recommendation (an action
+            # without its label) would be worse than the old one.
+            assert (status, http_status) == ("not_sent", None)
+            assert message == f"not sent: invalid value for {bad[contact_id]}"
+    assert len(rows) == 40
+    invalid = {c: m for c, a, s, _, m in rows if s == "invalid"}
+    assert set(invalid) == set(bad)
+    assert "256 characters" in invalid[ids[1]]
+    assert "nan" in invalid[ids[4]] and "finite" in invalid[ids[4]]
+    assert "dict" in invalid[ids[6]]
+    assert "list" in invalid[ids[7]]
+    assert numbers["contacts_failed"] == 4
 
 
-def test_attribute_names_are_case_sensitive_and_a_wrong_type_stops_the_run(sandbox, recommend):
-    """FAILURE_MODES 12: `NB_next_action` is another attribute; a mistyped one of ours fails."""
+def test_attribute_names_are_case_sensitive_and_the_first_write_is_read_back(
+    sandbox, recommend, sql
+):
+    """FAILURE_MODES 12: `NB_next_action` is another attribute, and stays off the contacts."""
     store = sandbox.state.store
     store.create_data_attribute(
         {"name": "NB_next_action", "model": "contact", "data_type": "integer"}
@@ -173,17 +253,36 @@ def test_attribute_names_are_case_sensitive_and_a_wrong_type_stops_the_run(sandb
     names = {a["name"]: a["data_type"] for a in store.data_attributes if a["custom"]}
     assert names["NB_next_action"] == "integer"
     assert names["nb_next_action"] == "string"
+    ids = sandbox.contact_ids()[:2]
+    assert audit_rows(sql, "run-1") == all_rows(ids, "ok", 200)
+    assert sandbox.attributes() == {ids[0]: expected_attributes(0), ids[1]: expected_attributes(1)}
+    assert all("NB_next_action" not in w["attributes"] for w in sandbox.writes())
     assert len(successful_puts(sandbox)) == 2
+    # One read-back, of the first contact written (the plan goes in contact id order).
+    first, second = sorted(ids)
+    assert sandbox.answers("GET", f"/contacts/{first}") == [200]
+    assert sandbox.answers("GET", f"/contacts/{second}") == []
 
 
-def test_an_attribute_of_ours_with_another_type_fails_before_any_contact_write(sandbox, recommend):
-    sandbox.state.store.create_data_attribute(
+def test_an_attribute_of_ours_with_another_type_fails_before_any_contact_write(
+    sandbox, recommend, sql
+):
+    """FAILURE_MODES 12: a mistyped attribute of ours would reject every write."""
+    store = sandbox.state.store
+    store.create_data_attribute(
         {"name": "nb_conversion_score", "model": "contact", "data_type": "string"}
     )
     recommend(rows_for(sandbox, n=2))
     with pytest.raises(WriteBackError, match=r"nb_conversion_score.*'string'.*'float'"):
         write_back("run-1")
     assert sandbox.writes() == []
+    assert [a for a in sandbox.log.answers if a[0] == "PUT"] == []
+    # No contact was attempted, so there is nothing to audit and nothing on any contact.
+    assert sql("select count(*) from activation.intercom_write_audit") == [(0,)]
+    assert sql("select count(*) from activation.intercom_attribute_state") == [(0,)]
+    assert sandbox.attributes() == {}
+    types = {a["name"]: a["data_type"] for a in store.data_attributes if a["custom"]}
+    assert types["nb_conversion_score"] == "string"
 
 
 def test_a_contact_deleted_mid_run_is_recorded_as_404_and_not_retried(sandbox, recommend, sql):
@@ -197,7 +296,11 @@ def test_a_contact_deleted_mid_run_is_recorded_as_404_and_not_retried(sandbox, r
         [ids[3]],
     )
     assert gone == [("not_found", 404, "User Not Found")]
-    assert set(sandbox.attributes()) == set(ids[:10]) - {ids[3]}
+    # Exactly one PUT reached the sandbox for it: a 404 is final, never retried.
+    puts = [w for w in sandbox.writes() if w["contact_id"] == ids[3]]
+    assert [w["status"] for w in puts] == [404]
+    assert sandbox.answers("PUT", f"/contacts/{ids[3]}") == [404]
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in range(10) if k != 3}
     assert numbers["contacts_failed"] == 1
     # 1 of 10 contacts failed: above 1%, so the check would fail this run.
     assert numbers["contacts_attempted"] == 10
@@ -206,23 +309,78 @@ def test_a_contact_deleted_mid_run_is_recorded_as_404_and_not_retried(sandbox, r
     assert len(sandbox.writes()) == puts
 
 
-def test_a_429_storm_is_ridden_out_and_every_contact_ends_written(sandbox, recommend, sql):
-    # Two of every three Intercom answers are 429s whose reset time has already passed.
+def test_a_429_storm_shorter_than_the_retry_budget_ends_with_every_contact_written(
+    sandbox, recommend, sql
+):
+    # Each request meets two 429s (reset already past) before it gets through; sent one at a
+    # time, every request spends 3 of its 6 attempts.
     script = ["429_reset_past", "429_reset_past", "ok"]
     sandbox.admin("POST", "/faults", {"overrides": {"intercom_script": script}})
     recommend(rows_for(sandbox))
-    numbers = write_back("run-1", concurrency=4)
-    assert numbers["http_rate_limited"] >= 10
-    statuses = sql(
-        "select status, http_status, count(distinct contact_id) "
-        "from activation.intercom_write_audit group by all"
-    )
-    ok = {c for (c,) in sql("select distinct contact_id from activation.intercom_attribute_state")}
-    # Whatever the interleaving, a contact is either written (and in the sandbox) or recorded
-    # as a 429 failure (and absent); a run without faults then completes the rest.
-    assert {s for s, *_ in statuses} <= {"ok", "error"}
-    assert set(sandbox.attributes()) == ok
+    numbers = write_back("run-1", intercom=FastRetries(), concurrency=1)
+    ids = sandbox.contact_ids()[:10]
+    assert audit_rows(sql, "run-1") == all_rows(ids, "ok", 200)
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in range(10)}
+    for contact_id in ids:
+        assert sandbox.answers("PUT", f"/contacts/{contact_id}") == [429, 429, 200]
+    # 16 requests got through (list and 4 creates of attributes, 10 PUTs, 1 read-back), each
+    # after two 429s.
+    statuses = [s for _, path, s in sandbox.log.answers if path.startswith("/intercom/")]
+    assert (statuses.count(200), statuses.count(429)) == (16, 32)
+    # The contact client's own count: 10 PUTs and the read-back, two 429s and retries each.
+    assert (numbers["http_rate_limited"], numbers["http_retries"]) == (22, 22)
+
+
+def test_under_a_concurrent_429_storm_a_contact_ends_written_or_failed_with_429(
+    sandbox, recommend, sql
+):
+    # Four at once with three attempts each: which contacts spend their budget depends on
+    # the interleaving, so the test checks what must hold for every contact.
+    script = ["429_reset_past", "429_reset_past", "ok"]
+    sandbox.admin("POST", "/faults", {"overrides": {"intercom_script": script}})
+    recommend(rows_for(sandbox))
+    numbers = write_back("run-1", intercom=FastRetries(max_attempts=3), concurrency=4)
+    ids = sandbox.contact_ids()[:10]
+    rows = audit_rows(sql, "run-1")
+    assert len(rows) == 40
+    ended = {c: (s, h) for c, _, s, h in rows}
+    assert set(ended.values()) <= {("ok", 200), ("error", 429)}
+    for contact_id in ids:
+        answers = sandbox.answers("PUT", f"/contacts/{contact_id}")
+        if ended[contact_id] == ("ok", 200):
+            assert answers[-1] == 200 and set(answers[:-1]) <= {429} and len(answers) <= 3
+        else:
+            assert answers == [429, 429, 429], "a failed contact must have spent its budget"
+    written = {c for c, (s, _) in ended.items() if s == "ok"}
+    assert sandbox.attributes() == {
+        ids[k]: expected_attributes(k) for k in range(10) if ids[k] in written
+    }
+    contact_429s = [
+        s for m, p, s in sandbox.log.answers if p.startswith("/intercom/contacts/") and s == 429
+    ]
+    assert numbers["http_rate_limited"] == len(contact_429s)
+    # A run without faults completes the rest, and only the rest.
     sandbox.admin("POST", "/faults", {"profile": "none"})
+    puts_before = len(sandbox.writes())
     write_back("run-2")
-    assert set(sandbox.attributes()) == set(sandbox.contact_ids()[:10])
-    assert len(successful_puts(sandbox)) == 10
+    assert sorted(w["contact_id"] for w in sandbox.writes()[puts_before:]) == sorted(
+        set(ids) - written
+    )
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in range(10)}
+
+
+def test_server_errors_on_put_are_retried_and_every_contact_ends_written(sandbox, recommend, sql):
+    # The `server_errors` profile: every request meets a 503 with an HTML body, then a 500
+    # with an error list, then gets through.
+    sandbox.admin("POST", "/faults", {"profile": "server_errors"})
+    recommend(rows_for(sandbox, n=5))
+    numbers = write_back("run-1", intercom=FastRetries(), concurrency=1)
+    ids = sandbox.contact_ids()[:5]
+    for contact_id in ids:
+        assert sandbox.answers("PUT", f"/contacts/{contact_id}") == [503, 500, 200]
+    assert audit_rows(sql, "run-1") == all_rows(ids, "ok", 200)
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in range(5)}
+    # Each PUT reached the store once: the failed attempts never touched the contact.
+    assert sorted(w["contact_id"] for w in sandbox.writes()) == sorted(ids)
+    # 5 PUTs and 1 read-back, two retries each.
+    assert numbers["http_retries"] == 12
