@@ -187,8 +187,8 @@ async def send_writes(
     contact instead of after thousands.
 
     Raises:
-        WriteBackError: The read-back differs from what was sent; the rows so far are on the
-            exception as `outcome`.
+        WriteBackError: The read-back differs from what was sent, or failed (429, 5xx or no
+            answer after retries); the rows so far are on the exception as `outcome`.
     """
     outcome = SendOutcome()
     pending = list(writes)
@@ -198,7 +198,17 @@ async def send_writes(
             rows = await _send_one(client, write, clock)
             outcome.rows += rows
             if rows and rows[0].status == store.OK:
-                found = await client.get_contact(write.contact_id)
+                try:
+                    found = await client.get_contact(write.contact_id)
+                except IntercomError as exc:
+                    # The PUT was accepted, so its rows must reach the audit and the state; but
+                    # an unverified first write is no ground to send thousands more.
+                    error = WriteBackError(
+                        f"contact {write.contact_id} was written but could not be read back "
+                        f"({exc.status or 'no answer'} after retries): {exc}"
+                    )
+                    error.outcome = outcome  # type: ignore[attr-defined]
+                    raise error from exc
                 wrong = _matches(write.body, found.get("custom_attributes") or {})
                 outcome.read_back_contact = write.contact_id
                 if wrong:

@@ -72,6 +72,19 @@ def all_rows(contacts, status, http_status):
     return [(c, a, status, http_status) for c in sorted(contacts) for a in ATTRIBUTES]
 
 
+def create_our_attributes(sandbox):
+    """Our four attributes, already defined in the workspace with the types the issue names."""
+    for name, data_type in (
+        ("nb_next_action", "string"),
+        ("nb_next_action_label", "string"),
+        ("nb_conversion_score", "float"),
+        ("nb_updated_at", "date"),
+    ):
+        sandbox.state.store.create_data_attribute(
+            {"name": name, "model": "contact", "data_type": data_type}
+        )
+
+
 def successful_puts(sandbox):
     return [w for w in sandbox.writes() if w["status"] == 200]
 
@@ -384,3 +397,31 @@ def test_server_errors_on_put_are_retried_and_every_contact_ends_written(sandbox
     assert sorted(w["contact_id"] for w in sandbox.writes()) == sorted(ids)
     # 5 PUTs and 1 read-back, two retries each.
     assert numbers["http_retries"] == 12
+
+
+def test_a_failed_read_back_still_records_every_attempt_then_fails(sandbox, recommend, sql):
+    create_our_attributes(sandbox)
+    ids = sorted(sandbox.contact_ids()[:3])
+    # With three attempts a request: the attribute list gets through, the first PUT meets
+    # three 500s (an error), the second PUT gets through, its read-back meets three 503s.
+    script = ["ok"] + ["500_json"] * 3 + ["ok"] + ["503_html"] * 3
+    sandbox.admin("POST", "/faults", {"overrides": {"intercom_script": script}})
+    recommend(rows_for(sandbox, n=3))
+    with pytest.raises(WriteBackError, match=rf"{ids[1]} was written but could not be read back"):
+        write_back("run-1", intercom=FastRetries(max_attempts=3), concurrency=1)
+    assert sandbox.answers("PUT", f"/contacts/{ids[0]}") == [500, 500, 500]
+    assert sandbox.answers("PUT", f"/contacts/{ids[1]}") == [200]
+    assert sandbox.answers("GET", f"/contacts/{ids[1]}") == [503, 503, 503]
+    assert sandbox.answers("PUT", f"/contacts/{ids[2]}") == []
+    # Both attempts are in the audit, and the accepted write is in the state table.
+    assert audit_rows(sql, "run-1") == all_rows([ids[0]], "error", 500) + all_rows(
+        [ids[1]], "ok", 200
+    )
+    state = sql("select distinct contact_id from activation.intercom_attribute_state")
+    assert state == [(ids[1],)]
+    k = sandbox.contact_ids().index(ids[1])
+    assert sandbox.attributes() == {ids[1]: expected_attributes(k)}
+    # The next run sends what is missing and does not repeat the recorded write.
+    sandbox.admin("POST", "/faults", {"profile": "none"})
+    write_back("run-2")
+    assert sorted(w["contact_id"] for w in sandbox.writes()[1:]) == [ids[0], ids[2]]
