@@ -107,6 +107,8 @@ def harness_factory(tmp_path: Path, cache_dir: Path) -> Iterator[Callable[..., A
         if dataset == "synthetic":
             kwargs.setdefault("users", 150)
             kwargs.setdefault("seed", 1)
+        # As a strict server would, the sandbox refuses Intercom requests without the version.
+        kwargs.setdefault("strict_intercom_version", True)
         with running_sandbox(dataset, port=0, **kwargs) as sb:
             con = connect(tmp_path / db)
             ensure_raw_tables(con)

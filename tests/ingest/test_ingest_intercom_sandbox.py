@@ -12,9 +12,44 @@ from orchestration.ingest import intercom as sync
 from orchestration.ingest.import_events import import_events
 from orchestration.ingest.intercom import IngestError
 
+# Three full scroll pages of 50 and a short one: a reader that stops early, or after one
+# page, cannot pass.
+COMPANIES = 120
+SCROLL_PAGE = 50
+
 
 def _company_ids(h) -> list[str]:
     return sorted(c["id"] for c in h.sb.store.companies)
+
+
+def _scroll_requests(h) -> list[dict]:
+    """The companies scroll requests the sandbox received, in order, as it recorded them."""
+    return [r for r in h.sb.state.request_log if r["path"] == "/companies/scroll"]
+
+
+def _last_pass(requests: list[dict]) -> list[dict]:
+    """The requests of the last scroll that started: from its first page to its end."""
+    starts = [
+        k for k, r in enumerate(requests) if "scroll_param" not in r["query"] and r["status"] == 200
+    ]
+    return requests[starts[-1] :]
+
+
+def _assert_companies_land_once(h, requests: list[dict]) -> None:
+    # The scroll that completed served every company once, from the start, on several pages,
+    # and ended on an empty page; the raw table holds exactly the sandbox's companies.
+    final = _last_pass(requests)
+    assert final[0]["note"]["from_position"] == 0
+    served = [company for r in final for company in r["note"]["served"]]
+    assert sorted(served) == _company_ids(h)
+    assert len(served) == len(set(served)) == COMPANIES
+    pages = [len(r["note"]["served"]) for r in final]
+    assert pages == [SCROLL_PAGE, SCROLL_PAGE, COMPANIES - 2 * SCROLL_PAGE, 0]
+    assert all(r["status"] == 200 for r in final)
+    rows = h.con.execute("select id, payload from raw.intercom_companies").fetchall()
+    assert sorted(r[0] for r in rows) == _company_ids(h)
+    by_id = {c["id"]: c for c in h.sb.store.companies}
+    assert all(json.loads(payload) == by_id[key] for key, payload in rows)
 
 
 def test_a_full_read_lands_every_contact_company_link_and_event(harness_factory):
@@ -36,7 +71,7 @@ def test_a_full_read_lands_every_contact_company_link_and_event(harness_factory)
 
 def test_scroll_expiry_restarts_the_scroll_and_lands_each_company_once(harness_factory):
     # 1: the scroll dies after its first page; a new one is refused until the old one idles out.
-    with harness_factory() as h:
+    with harness_factory(n_companies=COMPANIES) as h:
         h.sb.admin.set_faults("scroll_expiry", scroll_idle_seconds=1)
         waits = []
 
@@ -49,10 +84,30 @@ def test_scroll_expiry_restarts_the_scroll_and_lands_each_company_once(harness_f
             report = sync.sync_companies(
                 client, h.con, sync_id="s1", settings=h.settings, sleep=sleep
             )
-        ids = [r[0] for r in h.con.execute("select id from raw.intercom_companies").fetchall()]
-        assert sorted(ids) == _company_ids(h)
+        requests = _scroll_requests(h)
+        statuses = [r["status"] for r in requests]
+        # Page 1, its continuation found expired, a new scroll refused while the old one is
+        # held, then (after the wait) a whole new scroll from the first company.
+        assert statuses[:3] == [200, 404, 400]
+        assert "scroll_param" in requests[1]["query"]
+        assert "scroll_param" not in requests[2]["query"]
+        assert len(waits) == 1
+        _assert_companies_land_once(h, requests[3:])
         assert report.notes["scroll_restarts"] >= 1
-        assert report.metadata()["rows_inserted"] == len(_company_ids(h))
+        assert report.metadata()["rows_inserted"] == COMPANIES
+
+
+def test_the_scroll_ends_on_an_empty_page_not_on_a_repeated_scroll_param(harness_factory):
+    # 2: every page carries the same scroll_param; only the empty page ends the scroll.
+    with harness_factory(n_companies=COMPANIES) as h:
+        with h.intercom() as client:
+            sync.sync_companies(client, h.con, sync_id="s1", settings=h.settings)
+        requests = _scroll_requests(h)
+        assert len(requests) == 4  # three pages with companies, one empty: nothing after it
+        params = {r["note"]["scroll_param"] for r in requests}
+        assert len(params) == 1
+        assert [r["query"].get("scroll_param") for r in requests[1:]] == [*params] * 3
+        _assert_companies_land_once(h, requests)
 
 
 def test_a_scroll_that_never_completes_fails_loudly_and_writes_nothing(harness_factory):
@@ -74,11 +129,12 @@ def test_no_companies_is_zero_rows_after_a_single_call(harness_factory):
             report = sync.sync_companies(client, h.con, sync_id="s1", settings=h.settings)
         assert h.count("select count(*) from raw.intercom_companies") == 0
         assert report.client["requests"] == 1
+        assert [(r["query"], r["status"]) for r in _scroll_requests(h)] == [({}, 200)]
 
 
 def test_a_5xx_mid_scroll_restarts_the_whole_scroll(harness_factory):
-    # 4 (and 2: the scroll repeats its parameter on every page; the loop ends on empty data).
-    with harness_factory() as h:
+    # 4: page 2 answers 500 and the scroll is lost (a retry of it would find nothing).
+    with harness_factory(n_companies=COMPANIES) as h:
         h.sb.admin.set_faults("scroll_5xx", scroll_idle_seconds=1)
 
         def sleep(seconds: float) -> None:
@@ -89,8 +145,14 @@ def test_a_5xx_mid_scroll_restarts_the_whole_scroll(harness_factory):
             report = sync.sync_companies(
                 client, h.con, sync_id="s1", settings=h.settings, sleep=sleep
             )
-        ids = [r[0] for r in h.con.execute("select id from raw.intercom_companies").fetchall()]
-        assert sorted(ids) == _company_ids(h)
+        requests = _scroll_requests(h)
+        statuses = [r["status"] for r in requests]
+        assert statuses[:2] == [200, 500]
+        assert "scroll_param" in requests[1]["query"]
+        # The broken page is not asked again: the next request starts a new scroll.
+        assert "scroll_param" not in requests[2]["query"]
+        assert statuses.count(500) == 1
+        _assert_companies_land_once(h, requests[2:])
         assert report.notes["scroll_restarts"] >= 1
         assert report.client.get("status_500", 0) == 1
 
