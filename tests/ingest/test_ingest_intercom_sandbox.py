@@ -188,6 +188,55 @@ def test_incremental_windows_read_a_changed_contact_exactly_once(harness_factory
         assert third["events"].notes["contacts_read"] == 0
 
 
+def _assert_raw_equals_store(h) -> None:
+    """Contacts, companies and events in the raw layer are exactly what the sandbox holds."""
+    store = h.sb.store
+    live = [i for i in range(len(store.contacts.ids)) if store.contacts.live[i]]
+    contacts = dict(h.con.execute("select id, payload from raw.intercom_contacts").fetchall())
+    assert {k: json.loads(v) for k, v in contacts.items()} == {
+        store.contacts.ids[i]: store.render_contact(i) for i in live
+    }
+    companies = dict(h.con.execute("select id, payload from raw.intercom_companies").fetchall())
+    assert {k: json.loads(v) for k, v in companies.items()} == {c["id"]: c for c in store.companies}
+    events = h.con.execute(
+        "select intercom_event_id, contact_id, event_name, created_at from raw.intercom_events"
+    ).fetchall()
+    assert sorted(events) == sorted(
+        (event_id, store.contacts.ids[i], name, created)
+        for i in live
+        for name, created, _, event_id in store.contact_events(i)
+    )
+
+
+def test_rate_limit_headers_throttle_and_back_off_through_a_whole_sync(harness_factory):
+    # 7: remaining 1 with a reset ahead, 429 with a past reset, 429 with no reset, 200, over
+    # and over, through a full sync (a reset 1 s ahead rather than 7 keeps it short).
+    with harness_factory(users=12) as h:
+        h.sb.admin.set_faults("rate_limit_headers", rate_limit_reset_seconds=1)
+        reports = h.sync_intercom("s1")
+        _assert_raw_equals_store(h)
+        answered = [r for r in h.sb.state.request_log if r["vendor"] == "intercom"]
+        # The script hands its steps out in arrival order: ok, 429, 429, ok, ...
+        expected_429 = sum(1 for k in range(len(answered)) if k % 4 in (1, 2))
+        refused = [r for r in answered if r["status"] == 429]
+        assert len(refused) == expected_429 > 0
+        assert all(r["status"] in (200, 429) for r in answered)
+        # Every refused request was sent again until it succeeded.
+        for k, request in enumerate(answered):
+            if request["status"] == 429:
+                key = (request["method"], request["path"], request["query"])
+                assert any(
+                    (r["method"], r["path"], r["query"]) == key and r["status"] == 200
+                    for r in answered[k + 1 :]
+                ), key
+        metadata = [report.metadata() for report in reports.values()]
+        assert sum(m["responses_429"] for m in metadata) == expected_429
+        assert sum(m["retries"] for m in metadata) == expected_429
+        assert sum(m["requests"] for m in metadata) == len(answered)
+        # Answers with one call left made the readers wait for the reset before going on.
+        assert sum(m["seconds_throttled"] for m in metadata) > 0
+
+
 @pytest.mark.slow
 def test_rate_limit_headers_throttle_and_back_off_without_crashing(harness_factory):
     # 7: remaining 1 with a reset 7 s ahead, 429 with a past reset, 429 with no reset, 200.
