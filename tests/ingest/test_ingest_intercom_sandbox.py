@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,13 @@ from orchestration.clients.intercom import IntercomError
 from orchestration.ingest import intercom as sync
 from orchestration.ingest.import_events import import_events
 from orchestration.ingest.intercom import IngestError
+from orchestration.warehouse import connect
+
+CHILD = Path(__file__).with_name("sync_in_child.py")
+CONTACT_COLUMNS = "id, updated_at, payload, is_deleted, deleted_reason"
+EVENT_COLUMNS = (
+    "id, intercom_event_id, contact_id, external_id, email, event_name, created_at, payload, source"
+)
 
 # Three full scroll pages of 50 and a short one: a reader that stops early, or after one
 # page, cannot pass.
@@ -357,17 +369,9 @@ def test_an_interrupted_events_read_fails_loudly_and_the_next_sync_completes_it(
     harness_factory, fault
 ):
     # Interrupted mid-way, then a clean sync: the same tables as one uninterrupted run.
-    columns = "id, contact_id, event_name, created_at, source"
     with harness_factory(event_window_days=0) as clean:
         clean.sync_intercom("c1")
-        expected = sorted(
-            clean.con.execute(f"select {columns} from raw.intercom_events").fetchall()
-        )
-        coverage = sorted(
-            clean.con.execute(
-                "select contact_id, complete_from from raw.intercom_event_coverage"
-            ).fetchall()
-        )
+        expected = _final_tables(clean.con)
     with harness_factory(db="broken.duckdb", event_window_days=0) as h:
         with h.intercom() as client:
             sync.sync_contacts(client, h.con, sync_id="b1", settings=h.settings)
@@ -398,13 +402,67 @@ def test_an_interrupted_events_read_fails_loudly_and_the_next_sync_completes_it(
         h.sb.admin.set_faults(None)
         again = sync.sync_events(h.async_intercom(), h.con, sync_id="b2", settings=h.settings)
         assert again.notes["contacts_read"] == h.sb.store.live_count() - partial
-        got = sorted(h.con.execute(f"select {columns} from raw.intercom_events").fetchall())
-        assert got == expected
-        assert (
-            sorted(
-                h.con.execute(
-                    "select contact_id, complete_from from raw.intercom_event_coverage"
-                ).fetchall()
-            )
-            == coverage
+        assert _final_tables(h.con) == expected
+
+
+def _final_tables(con) -> dict[str, list[tuple]]:
+    """The raw tables an uninterrupted sync must equal: whole payloads, not only ids."""
+    tables = {
+        "contacts": ("intercom_contacts", CONTACT_COLUMNS),
+        "events": ("intercom_events", EVENT_COLUMNS),
+        "coverage": ("intercom_event_coverage", "contact_id, complete_from"),
+    }
+    return {
+        name: sorted(con.execute(f"select {columns} from raw.{table}").fetchall())
+        for name, (table, columns) in tables.items()
+    }
+
+
+@pytest.mark.slow
+def test_a_sync_killed_in_its_process_mid_events_is_completed_by_the_next_one(
+    harness_factory, tmp_path
+):
+    # A real process, SIGKILLed while reading events: no handler runs, no finally, no flush.
+    with harness_factory(event_window_days=0) as h:
+        h.sync_intercom("clean")
+        expected = _final_tables(h.con)
+        live = h.sb.store.live_count()
+
+        killed = tmp_path / "killed.duckdb"
+        # Answers a little slow and four at a time: the kill lands mid-read on any machine.
+        h.sb.admin.set_faults(None, delay_seconds=0.05)
+        env = os.environ | h.sb.env()
+        env |= {"NEXTBEST_WAREHOUSE": str(killed), "NEXTBEST_INGEST_EVENT_CONCURRENCY": "4"}
+        before = len(h.sb.state.request_log)
+        child = subprocess.Popen(
+            [sys.executable, str(CHILD), "10"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        try:
+            deadline = time.monotonic() + 60
+            while child.poll() is None and time.monotonic() < deadline:
+                asked = [r for r in h.sb.state.request_log[before:] if r["path"] == "/events"]
+                if len(asked) >= live // 2:
+                    break
+                time.sleep(0.02)
+            assert child.poll() is None, child.stderr.read().decode()
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.wait(timeout=30)
+            child.stderr.close()
+        assert child.returncode == -signal.SIGKILL
+        h.sb.admin.set_faults(None)
+
+        con = connect(killed)
+        try:
+            partial = con.execute("select count(*) from raw.intercom_event_coverage").fetchone()[0]
+            assert 0 < partial < live
+            with h.intercom() as client:
+                sync.sync_contacts(client, con, sync_id="next", settings=h.settings)
+            again = sync.sync_events(h.async_intercom(), con, sync_id="next", settings=h.settings)
+            assert again.notes["contacts_read"] == live - partial
+            assert _final_tables(con) == expected
+        finally:
+            con.close()
