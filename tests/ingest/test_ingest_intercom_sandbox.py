@@ -278,6 +278,62 @@ def test_server_errors_with_html_bodies_are_retried_until_the_read_succeeds(harn
         assert report.client["retries"] == 2 * report.client["status_200"]
 
 
+def test_records_served_malformed_are_quarantined_with_their_reason_and_counted(
+    harness_factory,
+):
+    # A contact whose updated_at is ISO text, events without a name: set aside, never dropped.
+    with harness_factory() as h:
+        h.sb.admin.set_faults("malformed_records")
+        reports = h.sync_intercom("s1")
+        store = h.sb.store
+        served = h.sb.admin.mutations()
+        bad_contacts = {
+            m["contact"]: m["updated_at"] for m in served if m["kind"] == "malformed_contact"
+        }
+        bad_events = {m["event"]: m["contact"] for m in served if m["kind"] == "malformed_event"}
+        # One contact in 50 of the 150, and another's newest event in each 50.
+        assert len(bad_contacts) == len(bad_events) == 3
+        assert not set(bad_contacts) & set(bad_events.values())
+
+        quarantined = h.con.execute(
+            "select stream, record_key, reason, payload from raw.quarantine"
+        ).fetchall()
+        assert sorted((stream, key, reason) for stream, key, reason, _ in quarantined) == sorted(
+            [
+                ("intercom_contacts", contact, f"updated_at is not Unix seconds: {stamp!r}")
+                for contact, stamp in bad_contacts.items()
+            ]
+            + [
+                ("intercom_events", contact, "event: missing event_name")
+                for contact in bad_events.values()
+            ]
+        )
+        # The records are kept as served, so they can be looked at and replayed.
+        kept_events = {
+            json.loads(payload)["id"]
+            for stream, _, _, payload in quarantined
+            if stream == "intercom_events"
+        }
+        assert kept_events == set(bad_events)
+
+        # Everything else landed.
+        live = [i for i in range(len(store.contacts.ids)) if store.contacts.live[i]]
+        landed = {r[0] for r in h.con.execute("select id from raw.intercom_contacts").fetchall()}
+        assert landed == {store.contacts.ids[i] for i in live} - set(bad_contacts)
+        events = {
+            r[0]
+            for r in h.con.execute("select intercom_event_id from raw.intercom_events").fetchall()
+        }
+        assert events == {
+            event_id
+            for i in live
+            if store.contacts.ids[i] not in bad_contacts
+            for _, _, _, event_id in store.contact_events(i)
+        } - set(bad_events)
+        assert reports["contacts"].metadata()["rows_quarantined"] == len(bad_contacts)
+        assert reports["events"].metadata()["rows_quarantined"] == len(bad_events)
+
+
 def test_a_merged_lead_becomes_a_tombstone_and_its_events_move_to_the_user(harness_factory):
     # 9: lead L merged into user U; L answers 404 and is kept as gone.
     with harness_factory() as h:
