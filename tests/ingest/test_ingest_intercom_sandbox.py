@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from orchestration.clients.intercom import IntercomError
@@ -79,6 +80,18 @@ def test_a_full_read_lands_every_contact_company_link_and_event(harness_factory)
         # One link per contact with a company (the sandbox gives each contact one).
         linked = sum(1 for c in store.contacts.company.tolist() if c >= 0)
         assert h.count("select count(*) from raw.intercom_contact_companies") == linked
+        # Every request of the sync named the API version; the sandbox, strict as Intercom
+        # may be, refuses one that does not.
+        sent = [r for r in h.sb.state.request_log if r["vendor"] == "intercom"]
+        assert len(sent) > len(store.contacts.ids)
+        assert {r["intercom_version"] for r in sent} == {"2.14"}
+        assert {r["status"] for r in sent} == {200}
+        bare = httpx.get(
+            f"{h.sb.intercom_url}/contacts",
+            headers={"Authorization": f"Bearer {h.sb.intercom_token}"},
+        )
+        assert bare.status_code == 400
+        assert bare.json()["errors"][0]["code"] == "intercom_version_invalid"
 
 
 def test_scroll_expiry_restarts_the_scroll_and_lands_each_company_once(harness_factory):
