@@ -157,7 +157,7 @@ def test_materializing_the_group_reads_the_sandbox_named_in_the_environment(
         already = len(h.sb.state.request_log)
         again = dg.materialize(assets, resources=ingest.resources())
         assert again.success
-        log = h.sb.state.request_log[already:]
+        log = list(h.sb.state.request_log)[already:]
         assert not [r for r in log if r["status"] == 429 or r["status"] >= 500]
         metadata = _metadata(again)
         second = {key: tuple(metadata[key][c] for c in counts) for key in KEYS}

@@ -512,7 +512,7 @@ def test_a_sync_killed_in_its_process_mid_events_is_completed_by_the_next_one(
         try:
             deadline = time.monotonic() + 60
             while child.poll() is None and time.monotonic() < deadline:
-                asked = [r for r in h.sb.state.request_log[before:] if r["path"] == "/events"]
+                asked = [r for r in list(h.sb.state.request_log)[before:] if r["path"] == "/events"]
                 if len(asked) >= live // 2:
                     break
                 time.sleep(0.02)
