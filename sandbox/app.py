@@ -14,6 +14,7 @@ import math
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -30,6 +31,9 @@ from sandbox.store import STRIPE_OBJECT, ApiError, Store, dumps
 
 log = logging.getLogger(__name__)
 
+INTERCOM_VERSION = "2.14"
+# Requests kept in the request record (a benchmark at 20,000 users sends about 25,000).
+REQUEST_LOG_LIMIT = 1_000_000
 INTERCOM_PER_PAGE_MAX = 150
 SCROLL_PAGE_SIZE = 50
 EVENTS_PER_PAGE_MAX = 100
@@ -57,6 +61,7 @@ class SandboxState:
         faults: str | None = None,
         rate_limit_per_minute: int | None = 10_000,
         base_url: str = "",
+        strict_intercom_version: bool = False,
     ):
         self.store = store
         self.intercom_token = intercom_token
@@ -65,6 +70,11 @@ class SandboxState:
         self.base_url = base_url
         self.mutations: list[dict] = []
         self.requests = {"intercom": 0, "stripe": 0}
+        # Every vendor request as received and answered, so tests can check what a client
+        # sent (the version header, which scroll page) without trusting its own counters.
+        # Bounded, so a sandbox served for days does not grow without end.
+        self.request_log: deque[dict] = deque(maxlen=REQUEST_LOG_LIMIT)
+        self.strict_intercom_version = strict_intercom_version
         self._syncs_started = 0
         self.set_faults(faults)
 
@@ -80,7 +90,25 @@ class SandboxState:
         self._random = random.Random(self.faults.seed)
         self._syncs_started = 0
         self._scroll_pages = 0
+        self._malformed_served: set[str] = set()
         return self.faults
+
+    def malformed(self, kind: str, position: int) -> bool:
+        """Whether the profile serves this contact (or its newest event) malformed."""
+        every = self.faults.malformed_every
+        if every is None:
+            return False
+        # Contacts and events pick different contacts: a quarantined contact's events are
+        # never asked for.
+        shift = 1 if kind == "contact" else 0
+        return (position + shift) % every == 0
+
+    def record_malformed(self, kind: str, contact_id: str, detail: dict) -> None:
+        """List a malformed record once in the mutations, the first time it is served."""
+        key = f"{kind}:{contact_id}"
+        if key not in self._malformed_served:
+            self._malformed_served.add(key)
+            self.mutations.append({"kind": f"malformed_{kind}", "contact": contact_id, **detail})
 
     def script_step(self, vendor: str) -> str:
         """The next step of the profile's scripted answers for this vendor."""
@@ -173,14 +201,13 @@ def _contacts_page(
     state: SandboxState, positions: np.ndarray, per_page: int, starting_after: str | None
 ) -> dict:
     """One cursor page over the given contact positions (ascending)."""
-    store = state.store
     page, after = (0, -1) if not starting_after else _decode_cursor(starting_after)
     start = int(np.searchsorted(positions, after, side="right"))
     chunk = positions[start : start + per_page]
     total = len(positions)
     body: dict[str, Any] = {
         "type": "list",
-        "data": [store.render_contact(int(i)) for i in chunk],
+        "data": [_render_contact(state, int(i)) for i in chunk],
         "total_count": total,
         "pages": {
             "type": "pages",
@@ -198,6 +225,15 @@ def _contacts_page(
             "starting_after": _encode_cursor(page + 1, last),
         }
     return body
+
+
+def _render_contact(state: SandboxState, i: int) -> dict:
+    contact = state.store.render_contact(i)
+    if state.malformed("contact", i):
+        # A date where Unix seconds belong, as a misbehaving integration might write it.
+        contact["updated_at"] = "2024-03-01T12:00:00Z"
+        state.record_malformed("contact", contact["id"], {"updated_at": contact["updated_at"]})
+    return contact
 
 
 def _sync_hooks(state: SandboxState, starting_after: str | None) -> None:
@@ -365,14 +401,14 @@ async def get_contact(state: SandboxState, request: Request) -> Response:
     """`GET /contacts/{id}`."""
     with state.store.lock:
         i = state.store.contact_position(request.path_params["contact_id"])
-        return ok(state.store.render_contact(i))
+        return ok(_render_contact(state, i))
 
 
 async def find_by_external_id(state: SandboxState, request: Request) -> Response:
     """`GET /contacts/find_by_external_id/{external_id}`."""
     with state.store.lock:
         i = state.store.find_by_external_id(request.path_params["external_id"])
-        return ok(state.store.render_contact(i))
+        return ok(_render_contact(state, i))
 
 
 async def update_contact(state: SandboxState, request: Request) -> Response:
@@ -444,6 +480,11 @@ async def scroll_companies(state: SandboxState, request: Request) -> Response:
             return intercom_error(500, "server_error", "internal server error")
         companies = [] if faults.no_companies else store.companies
         chunk = companies[scroll["position"] : scroll["position"] + SCROLL_PAGE_SIZE]
+        request.state.sandbox_note = {
+            "scroll_param": scroll["param"],
+            "from_position": scroll["position"],
+            "served": [c["id"] for c in chunk],
+        }
         scroll["position"] += len(chunk)
         if (
             faults.scroll_expire_after_pages is not None
@@ -512,6 +553,10 @@ async def list_events(state: SandboxState, request: Request) -> Response:
             ],
             "pages": {},
         }
+        if offset == 0 and body["events"] and state.malformed("event", i):
+            broken = body["events"][0]
+            del broken["event_name"]
+            state.record_malformed("event", cid, {"event": broken["id"]})
         if offset + per_page < len(rows):
             params = {k: v for k, v in q.items() if k != "offset"}
             params["offset"] = str(offset + per_page)
@@ -685,6 +730,21 @@ def vendor_route(
 
     async def endpoint(request: Request) -> Response:
         state.requests[vendor] += 1
+        response = await answer(request)
+        state.request_log.append(
+            {
+                "vendor": vendor,
+                "method": request.method,
+                "path": request.url.path.removeprefix(f"/{vendor}"),
+                "query": dict(request.query_params),
+                "intercom_version": request.headers.get("intercom-version"),
+                "status": response.status_code,
+                "note": getattr(request.state, "sandbox_note", None),
+            }
+        )
+        return response
+
+    async def answer(request: Request) -> Response:
         faults = state.faults
         expected = state.intercom_token if vendor == "intercom" else state.stripe_key
         if request.headers.get("authorization", "") != f"Bearer {expected}":
@@ -692,6 +752,13 @@ def vendor_route(
                 return intercom_error(401, "unauthorized", "Access Token Invalid")
             return stripe_error(
                 401, "invalid_request_error", "Invalid API Key provided", "api_key_invalid"
+            )
+        version = request.headers.get("intercom-version")
+        if vendor == "intercom" and state.strict_intercom_version and version != INTERCOM_VERSION:
+            return intercom_error(
+                400,
+                "intercom_version_invalid",
+                f"Intercom-Version {version!r} is not served here; send {INTERCOM_VERSION}",
             )
         if faults.delay_seconds:
             await asyncio.sleep(faults.delay_seconds)
@@ -732,7 +799,7 @@ def vendor_route(
             log.exception("sandbox: %s %s failed", request.method, request.url.path)
             response = _vendor_error(vendor, ApiError(500, "server_error", "internal error"))
         if step == "ok_remaining_1":
-            headers = _rate_headers(max(limit, 2), 1, now + 7)
+            headers = _rate_headers(max(limit, 2), 1, now + faults.rate_limit_reset_seconds)
         response.headers.update(headers)
         return response
 
@@ -833,6 +900,9 @@ def admin_routes(state: SandboxState) -> list[Route]:
     async def rejected(_: Request) -> list:
         return list(store.rejected)
 
+    async def requests(_: Request) -> list:
+        return list(state.request_log)
+
     async def add_event(request: Request) -> dict:
         body = await _json_body(request)
         store.add_event(body)
@@ -890,6 +960,7 @@ def admin_routes(state: SandboxState) -> list[Route]:
         ("/dirt", dirt, "GET"),
         ("/mutations", mutations, "GET"),
         ("/rejected", rejected, "GET"),
+        ("/requests", requests, "GET"),
         ("/events", add_event, "POST"),
         ("/merge", merge, "POST"),
         ("/contacts/{contact_id}/{action}", contact_state, "POST"),

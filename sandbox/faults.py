@@ -4,7 +4,8 @@ A profile is a named set of switches; the server reads the current one on every 
 the profile can change while a client runs (`sb.admin.set_faults(...)`). The samples of the
 project's failure-mode catalogue map onto profiles: `scroll_expiry` (1), the same scroll
 parameter on every page (2, always on), `no_companies` (3), `scroll_5xx` (4), `duplicates`
-(5), `rate_limit_headers` (7), `server_errors` (8), `churn` (9, 17), `stripe_retry_classes` (23).
+(5), `rate_limit_headers` (7), `server_errors` (8), `churn` (9, 17), `stripe_retry_classes` (23);
+`malformed_records` serves records a reader must quarantine.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class FaultProfile:
         live_writes: While a contacts sync pages, contacts it already listed get an event and
             an update.
         intercom_script: Intercom answers cycle through these steps (see `SCRIPTS`).
+        rate_limit_reset_seconds: How far ahead the `ok_remaining_1` step puts the reset.
+        malformed_every: Every this many contacts (by position), one is served with an
+            `updated_at` that is ISO text, not Unix seconds, and another's newest event
+            without its `event_name`: records a reader must quarantine, not drop or load.
         stripe_script: Stripe answers cycle through these steps.
         seed: Seed of the random error draws.
     """
@@ -65,6 +70,8 @@ class FaultProfile:
     live_writes: bool = False
     intercom_script: tuple[str, ...] = ()
     stripe_script: tuple[str, ...] = ()
+    rate_limit_reset_seconds: int = 7
+    malformed_every: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +101,8 @@ class FaultProfile:
             "no_companies": isinstance(self.no_companies, bool),
             "churn": isinstance(self.churn, bool),
             "live_writes": isinstance(self.live_writes, bool),
+            "rate_limit_reset_seconds": integer(self.rate_limit_reset_seconds, 0),
+            "malformed_every": integer(self.malformed_every, 1, optional=True),
             "seed": integer(self.seed, 0),
         }
         for script in ("intercom_script", "stripe_script"):
@@ -126,6 +135,7 @@ PROFILES: dict[str, FaultProfile] = {
             intercom_script=("ok_remaining_1", "429_reset_past", "429_no_reset", "ok"),
         ),
         FaultProfile("server_errors", intercom_script=("503_html", "500_json", "ok")),
+        FaultProfile("malformed_records", malformed_every=50),
         FaultProfile(
             "stripe_retry_classes",
             stripe_script=("429_lock_timeout", "429_rate_limit", "500_api_error", "ok"),

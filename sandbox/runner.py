@@ -30,6 +30,12 @@ Arguments of `running_sandbox` (all keyword after `dataset`):
 - events_file, conversion_event, column_map: a user's own CSV (dataset "events_file").
 - cache_dir: where downloads are cached; default `get_settings().cache_dir`.
 - signup: "first_event", or the name of the event that marks a sign-up.
+- n_companies: how many companies to make up; default one per 12 users, 5 to 300.
+- strict_intercom_version: answer 400 to an Intercom request without `Intercom-Version: 2.14`.
+
+`sb.state.request_log` (or `sb.admin.requests()`) lists every vendor request: vendor, method,
+path, query, the `Intercom-Version` sent, the status answered and, for the companies scroll,
+where the page started and which companies it served.
 """
 
 from __future__ import annotations
@@ -94,6 +100,10 @@ class SandboxAdmin:
     def mutations(self) -> list[dict]:
         """Changes made at run time by the admin API and the fault profiles."""
         return self._get("/mutations")
+
+    def requests(self) -> list[dict]:
+        """Every vendor request received, with the version header sent and the status answered."""
+        return self._get("/requests")
 
     def add_event(
         self,
@@ -188,6 +198,7 @@ def build_dataset_store(
     column_map: Mapping[str, str] | None = None,
     cache_dir: Path | None = None,
     signup: str = "first_event",
+    n_companies: int | None = None,
 ) -> Store:
     """Load a dataset and build its store (what `running_sandbox` serves)."""
     from sandbox import datasets
@@ -219,6 +230,7 @@ def build_dataset_store(
         event_window_days=event_window_days,
         clock=None if clock is None else int(clock.timestamp()),
         signup=signup,
+        n_companies=n_companies,
         seed=seed,
     )
 
@@ -231,6 +243,7 @@ def serve_store(
     host: str = "127.0.0.1",
     faults: str | None = None,
     rate_limit_per_minute: int | None = 10_000,
+    strict_intercom_version: bool = False,
 ) -> Iterator[SandboxHandle]:
     """Serve an already built store on loopback in a background thread."""
     if not 0 <= port <= 65535:
@@ -247,6 +260,7 @@ def serve_store(
         faults=faults,
         rate_limit_per_minute=rate_limit_per_minute,
         base_url=base_url,
+        strict_intercom_version=strict_intercom_version,
     )
     config = uvicorn.Config(
         create_app(state), log_level="warning", access_log=False, lifespan="off"
@@ -298,6 +312,8 @@ def running_sandbox(
     column_map: Mapping[str, str] | None = None,
     cache_dir: Path | None = None,
     signup: str = "first_event",
+    n_companies: int | None = None,
+    strict_intercom_version: bool = False,
 ) -> Iterator[SandboxHandle]:
     """Build the dataset's store and serve it for the duration of the block (see module doc)."""
     store = build_dataset_store(
@@ -312,8 +328,13 @@ def running_sandbox(
         column_map=column_map,
         cache_dir=cache_dir,
         signup=signup,
+        n_companies=n_companies,
     )
     with serve_store(
-        store, port=port, faults=faults, rate_limit_per_minute=rate_limit_per_minute
+        store,
+        port=port,
+        faults=faults,
+        rate_limit_per_minute=rate_limit_per_minute,
+        strict_intercom_version=strict_intercom_version,
     ) as handle:
         yield handle

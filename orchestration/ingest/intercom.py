@@ -80,15 +80,18 @@ class StreamReport:
         return flat | self.notes
 
     def summary(self) -> str:
-        """One log line with the numbers."""
+        """One log line with the numbers (and what the warehouse still lacks, if anything)."""
         m = self.metadata()
-        return (
+        line = (
             f"{self.stream}: read {m['rows_read']:,}, inserted {m['rows_inserted']:,}, "
             f"updated {m['rows_updated']:,}, unchanged {m['rows_unchanged']:,}, "
             f"quarantined {m['rows_quarantined']:,}, tombstoned {m['rows_tombstoned']:,}; "
             f"{m['requests']:,} requests, {m['responses_429']:,} answered 429, "
             f"{m['retries']:,} retries, {m['seconds']:.1f} s"
         )
+        if m.get("history_note"):
+            line += f". {m['history_note']}"
+        return line
 
 
 class IngestError(RuntimeError):
@@ -609,6 +612,7 @@ async def _sync_events(
         "contacts_read": done,
         "contacts_not_found": missing,
     }
+    report.notes |= history_notes(con, settings.event_retention_days)
     report.client = client.stats.difference(client.stats.snapshot(), before)
     report.seconds = time.monotonic() - started
     if first_error is not None:
@@ -618,6 +622,44 @@ async def _sync_events(
         ) from first_error
     log.info(report.summary())
     return report
+
+
+def incomplete_histories(con: duckdb.DuckDBPyConnection) -> int:
+    """Live contacts whose stored events start after their sign-up: older ones were not served."""
+    return con.execute(
+        f"""
+        select count(*)
+        from {RAW_SCHEMA}.intercom_event_coverage as v
+        join {RAW_SCHEMA}.intercom_contacts as c on c.id = v.contact_id
+        where not c.is_deleted
+            and v.complete_from > least(
+                try_cast(c.payload->>'created_at' as bigint),
+                try_cast(c.payload->>'signed_up_at' as bigint)
+            )
+        """
+    ).fetchone()[0]
+
+
+def history_notes(con: duckdb.DuckDBPyConnection, retention_days: int) -> dict[str, Any]:
+    """What the events table holds against what exists, for the report and the log.
+
+    Intercom lists only the last `retention_days` of a contact's events: a contact who signed
+    up before that has older history the API did not give, which only an export can fill.
+    """
+    incomplete = incomplete_histories(con)
+    notes: dict[str, Any] = {
+        "event_window_days": retention_days,
+        "contacts_history_incomplete": incomplete,
+    }
+    if incomplete:
+        notes["history_note"] = (
+            f"Intercom served only the last {retention_days} days of events: {incomplete:,} "
+            f"contacts have older history that was not served (complete only from "
+            f"{retention_days} days before their read); load an export of it with "
+            f"`nextbest import-events FILE`"
+        )
+        log.warning(notes["history_note"])
+    return notes
 
 
 def _read_start(client: AsyncIntercomClient, wall_start: float) -> int:

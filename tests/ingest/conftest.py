@@ -37,6 +37,12 @@ class Harness:
     sb: SandboxHandle
     con: duckdb.DuckDBPyConnection
     settings: IngestSettings
+    path: Path
+
+    def reopen(self) -> None:
+        # After another process (the CLI, a killed sync) had the warehouse file to itself.
+        self.con.close()
+        self.con = connect(self.path)
 
     def offset(self) -> float:
         # The sandbox serves a dataset's time, not this machine's: pin the clients to it.
@@ -101,16 +107,19 @@ def harness_factory(tmp_path: Path, cache_dir: Path) -> Iterator[Callable[..., A
         if dataset == "synthetic":
             kwargs.setdefault("users", 150)
             kwargs.setdefault("seed", 1)
+        # As a strict server would, the sandbox refuses Intercom requests without the version.
+        kwargs.setdefault("strict_intercom_version", True)
         with running_sandbox(dataset, port=0, **kwargs) as sb:
             con = connect(tmp_path / db)
             ensure_raw_tables(con)
             settings = IngestSettings().model_copy(
                 update={"scroll_busy_wait_seconds": 1.2, "event_concurrency": 8}
             )
+            harness = Harness(sb, con, settings, tmp_path / db)
             try:
-                yield Harness(sb, con, settings)
+                yield harness
             finally:
-                con.close()
+                harness.con.close()
 
     yield make
     for item in opened:  # pragma: no cover - nothing is left open by `make`
