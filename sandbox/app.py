@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -71,10 +72,12 @@ class SandboxState:
         self.mutations: list[dict] = []
         self.requests = {"intercom": 0, "stripe": 0}
         # Every vendor request as received and answered, so tests can check what a client
-        # sent (the version header, which scroll page) without trusting its own counters.
+        # sent (the version headers, which scroll page) without trusting its own counters.
         # Bounded, so a sandbox served for days does not grow without end.
         self.request_log: deque[dict] = deque(maxlen=REQUEST_LOG_LIMIT)
         self.strict_intercom_version = strict_intercom_version
+        # Objects listed broken by the fault profile: (kind, id) -> the field broken.
+        self.stripe_malformed: dict[tuple[str, str], str] = {}
         self._syncs_started = 0
         self.set_faults(faults)
 
@@ -87,6 +90,7 @@ class SandboxState:
         stripe_per_second = None if limit is None else max(1, math.ceil(limit / 60))
         self.stripe_limiter = RateLimiter(stripe_per_second, 1)
         self._script_step = {"intercom": 0, "stripe": 0}
+        self._storm_seen = 0
         self._random = random.Random(self.faults.seed)
         self._syncs_started = 0
         self._scroll_pages = 0
@@ -650,9 +654,31 @@ def stripe_list_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitab
             created=_stripe_created(q),
             match=_stripe_match(kind, q, state.store),
         )
+        if state.faults.stripe_malformed_every and kind != "events":
+            data = _malformed(state, kind, data)
         return ok({"object": "list", "url": f"/v1/{kind}", "has_more": has_more, "data": data})
 
     return endpoint
+
+
+def _malformed(state: SandboxState, kind: str, data: list[dict]) -> list[dict]:
+    """The page with every n-th stored object broken (see `FaultProfile`), each one recorded."""
+    every = state.faults.stripe_malformed_every
+    table = state.store.stripe[kind]
+    page = []
+    for k, obj in enumerate(data):
+        turn, rest = divmod(table.index[obj["id"]] + 1, every)
+        if rest:
+            page.append(obj)
+            continue
+        if turn % 2 and k < len(data) - 1:
+            state.stripe_malformed[kind, obj["id"]] = "id"
+            page.append({key: value for key, value in obj.items() if key != "id"})
+        else:
+            state.stripe_malformed[kind, obj["id"]] = "created"
+            text = datetime.fromtimestamp(obj["created"], UTC).isoformat()
+            page.append(obj | {"created": text})
+    return page
 
 
 def stripe_get_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitable[Response]]:
@@ -663,7 +689,7 @@ def stripe_get_endpoint(kind: str) -> Callable[[SandboxState, Request], Awaitabl
         store = state.store
         with store.lock:
             obj = store.stripe[kind].get(object_id)
-            if obj is None:
+            if obj is None or object_id in store.removed:
                 raise ApiError(
                     404,
                     "resource_missing",
@@ -737,7 +763,11 @@ def vendor_route(
                 "method": request.method,
                 "path": request.url.path.removeprefix(f"/{vendor}"),
                 "query": dict(request.query_params),
+                "query_string": request.url.query,
                 "intercom_version": request.headers.get("intercom-version"),
+                # The API version decides the shape of every answer (invoices moved their
+                # subscription in 2025-03-31): what the client pinned, or None.
+                "stripe_version": request.headers.get("stripe-version"),
                 "status": response.status_code,
                 "note": getattr(request.state, "sandbox_note", None),
             }
@@ -781,6 +811,8 @@ def vendor_route(
                     "rate_limit",
                     headers={"Stripe-Should-Retry": "true"},
                 )
+        if vendor == "stripe" and _in_storm(state, request):
+            return stripe_error(500, "api_error", "An unknown error occurred")
         step = state.script_step(vendor)
         scripted = _scripted(step, now, headers)
         if scripted is not None:
@@ -804,6 +836,16 @@ def vendor_route(
         return response
 
     return endpoint
+
+
+def _in_storm(state: SandboxState, request: Request) -> bool:
+    """Whether this Stripe request falls in the fault profile's 5xx storm."""
+    faults = state.faults
+    path = request.url.path.removeprefix("/stripe")
+    if faults.stripe_storm_after is None or not path.startswith(faults.stripe_storm_path):
+        return False
+    state._storm_seen += 1
+    return state._storm_seen > faults.stripe_storm_after
 
 
 def _vendor_error(vendor: str, error: ApiError) -> Response:
@@ -903,6 +945,15 @@ def admin_routes(state: SandboxState) -> list[Route]:
     async def requests(_: Request) -> list:
         return list(state.request_log)
 
+    async def stripe_requests(_: Request) -> list:
+        # Stripe's view keeps the query as sent, for comparing cursors byte for byte.
+        return [
+            {**r, "query": r["query_string"]} for r in state.request_log if r["vendor"] == "stripe"
+        ]
+
+    async def malformed(_: Request) -> list:
+        return [{"kind": k, "id": i, "field": f} for (k, i), f in state.stripe_malformed.items()]
+
     async def add_event(request: Request) -> dict:
         body = await _json_body(request)
         store.add_event(body)
@@ -933,6 +984,12 @@ def admin_routes(state: SandboxState) -> list[Route]:
         state.mutations.append({"kind": "customer_deleted", "customer": customer_id})
         return {"ok": True}
 
+    async def remove_stripe_object(request: Request) -> dict:
+        kind, object_id = request.path_params["kind"], request.path_params["object_id"]
+        store.remove_stripe_object(kind, object_id)
+        state.mutations.append({"kind": "stripe_removed", "object": kind, "id": object_id})
+        return {"ok": True}
+
     async def subscription_status(request: Request) -> dict:
         body = await _json_body(request)
         event = store.set_subscription_status(request.path_params["sub_id"], body["status"])
@@ -961,11 +1018,14 @@ def admin_routes(state: SandboxState) -> list[Route]:
         ("/mutations", mutations, "GET"),
         ("/rejected", rejected, "GET"),
         ("/requests", requests, "GET"),
+        ("/stripe/requests", stripe_requests, "GET"),
+        ("/stripe/malformed", malformed, "GET"),
         ("/events", add_event, "POST"),
         ("/merge", merge, "POST"),
         ("/contacts/{contact_id}/{action}", contact_state, "POST"),
         ("/stripe/customers/{customer_id}/delete", delete_customer, "POST"),
         ("/stripe/subscriptions/{sub_id}/status", subscription_status, "POST"),
+        ("/stripe/{kind}/{object_id}/remove", remove_stripe_object, "POST"),
         ("/clock", clock, "POST"),
         ("/faults", faults, "POST"),
     ]

@@ -5,7 +5,9 @@ the profile can change while a client runs (`sb.admin.set_faults(...)`). The sam
 project's failure-mode catalogue map onto profiles: `scroll_expiry` (1), the same scroll
 parameter on every page (2, always on), `no_companies` (3), `scroll_5xx` (4), `duplicates`
 (5), `rate_limit_headers` (7), `server_errors` (8), `churn` (9, 17), `stripe_retry_classes` (23);
-`malformed_records` serves records a reader must quarantine.
+`malformed_records` serves records a reader must quarantine;
+`stripe_5xx_storm` interrupts a Stripe sync past its retry budget; `stripe_malformed` lists
+Stripe objects that cannot be parsed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ class FaultProfile:
             `updated_at` that is ISO text, not Unix seconds, and another's newest event
             without its `event_name`: records a reader must quarantine, not drop or load.
         stripe_script: Stripe answers cycle through these steps.
+        stripe_storm_after: Stripe requests on `stripe_storm_path` answered as usual before
+            every later one answers 500 `api_error` (a storm no retry budget outlasts); None:
+            no storm.
+        stripe_storm_path: Prefix of the Stripe paths (`/v1/...`) the storm hits.
+        stripe_malformed_every: Every this many stored objects of each Stripe kind (events
+            apart) are listed broken, in turn without `id` and with `created` as ISO text;
+            the object that ends a page keeps its id, which the next page's cursor needs.
         seed: Seed of the random error draws.
     """
 
@@ -72,6 +81,9 @@ class FaultProfile:
     stripe_script: tuple[str, ...] = ()
     rate_limit_reset_seconds: int = 7
     malformed_every: int | None = None
+    stripe_storm_after: int | None = None
+    stripe_storm_path: str = "/v1/"
+    stripe_malformed_every: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,6 +115,10 @@ class FaultProfile:
             "live_writes": isinstance(self.live_writes, bool),
             "rate_limit_reset_seconds": integer(self.rate_limit_reset_seconds, 0),
             "malformed_every": integer(self.malformed_every, 1, optional=True),
+            "stripe_storm_after": integer(self.stripe_storm_after, 0, optional=True),
+            "stripe_storm_path": isinstance(self.stripe_storm_path, str)
+            and self.stripe_storm_path.startswith("/v1/"),
+            "stripe_malformed_every": integer(self.stripe_malformed_every, 1, optional=True),
             "seed": integer(self.seed, 0),
         }
         for script in ("intercom_script", "stripe_script"):
@@ -140,6 +156,8 @@ PROFILES: dict[str, FaultProfile] = {
             "stripe_retry_classes",
             stripe_script=("429_lock_timeout", "429_rate_limit", "500_api_error", "ok"),
         ),
+        FaultProfile("stripe_5xx_storm", stripe_storm_after=0),
+        FaultProfile("stripe_malformed", stripe_malformed_every=10),
     )
 }
 

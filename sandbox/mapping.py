@@ -20,6 +20,7 @@ import pandas as pd
 
 from sandbox.datasets import DatasetError, EventLog
 from sandbox.store import STRIPE_EVENT_RETENTION_SECONDS, Contacts, Events, Store
+from sandbox.stripe_fixtures import LEGACY_INVOICE
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ DIRT_SHARES = {
     "refunded_charge": 0.01,  # converters whose charge was fully refunded (min 1)
     "zero_decimal_currency": 0.01,  # converters who paid in JPY (min 1)
     "deleted_customer": 0.005,  # converting customers deleted since (min 1)
+    "legacy_invoice": 0.05,  # invoices in the shape of API versions before 2025-03-31 (min 1)
 }
-AT_LEAST_ONE = {"refunded_charge", "zero_decimal_currency", "deleted_customer"}
+AT_LEAST_ONE = {"refunded_charge", "zero_decimal_currency", "deleted_customer", "legacy_invoice"}
+# The legacy invoices are drawn from their own stream, so adding them moved no other dirt.
+LEGACY_STREAM = 21
 
 PRICE_USD_CENTS = 4900
 PRICE_JPY = 7000
@@ -175,6 +179,7 @@ def build_store(
     email_only = _add_payments(store, tag, converters, conv_time.to_numpy(), user_list, rng, dirt)
     if dirt:
         _add_contact_dirt(store, rng, converters, email_only)
+        _add_legacy_invoices(store, np.random.default_rng([seed, LEGACY_STREAM]))
     log.info(
         "sandbox %s: %d contacts, %d events, %d companies, %d customers, %d dirty records",
         tag,
@@ -396,7 +401,9 @@ def _add_payments(
         # Deleted an hour before the clock, so the event is still within Stripe's retention.
         event["created"] = store.now() - 3600
         del event["_ref"]
-        event["data"] = {"object": {"id": cus_id, "object": "customer", "deleted": True}}
+        # The event carries the customer as it was, as Stripe's does; a fetch now answers
+        # only `{"id", "object", "deleted": true}`.
+        event["data"] = {"object": store.stripe_render("customers", customer)}
         store.stripe_add("events", event)
     return email_only
 
@@ -494,6 +501,30 @@ def _invoice(
         },
         "metadata": {},
     }
+
+
+def _add_legacy_invoices(store: Store, rng: np.random.Generator) -> None:
+    """Serve some invoices as versions before 2025-03-31 did (failure mode 21).
+
+    They carry the subscription at the top level, with `paid` and `charge`, and no `parent`:
+    what a warehouse loaded before the upgrade holds, so staging must read both shapes.
+    """
+    invoices = store.stripe["invoices"].objects
+    charges = {c["customer"]: c["id"] for c in store.stripe["charges"].objects}
+    users = {c["id"]: c["metadata"].get("app_user_id") for c in store.stripe["customers"].objects}
+    # E-mail-only customers lost their user id; their dirt record still names it.
+    users |= {d["id"]: d["user_id"] for d in store.dirt if d["kind"] == "email_only_customer"}
+    for position in _take(rng, np.arange(len(invoices)), "legacy_invoice").tolist():
+        invoice = invoices[position]
+        parent = invoice.pop("parent")
+        invoice["_template"] = LEGACY_INVOICE
+        invoice["subscription"] = parent["subscription_details"]["subscription"]
+        invoice["paid"] = invoice["status"] == "paid"
+        # The charge that paid it; a $0 invoice had none.
+        invoice["charge"] = charges.get(invoice["customer"]) if invoice["amount_paid"] else None
+        store.dirt.append(
+            _dirt("legacy_invoice", "invoice", invoice["id"], users.get(invoice["customer"]))
+        )
 
 
 def _add_contact_dirt(

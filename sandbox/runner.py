@@ -15,7 +15,8 @@ Usage::
         sb.admin             # wrappers over /_sandbox/: writes(), attributes(), dirt(),
                              # facts(), mutations(), add_event(), merge(), archive_contact(),
                              # delete_contact(), delete_customer(), set_subscription_status(),
-                             # advance_clock(), set_faults()
+                             # advance_clock(), set_faults(), stripe_requests(),
+                             # remove_stripe_object(), stripe_malformed()
 
 Arguments of `running_sandbox` (all keyword after `dataset`):
 
@@ -97,6 +98,14 @@ class SandboxAdmin:
         """Dataset facts: conversion event, counts, clock, event window, fault profile."""
         return self._get("/facts")
 
+    def stripe_requests(self) -> list[dict]:
+        """Every Stripe request received: method, path, query, status, `Stripe-Version` sent."""
+        return self._get("/stripe/requests")
+
+    def stripe_malformed(self) -> list[dict]:
+        """Stripe objects listed broken by the fault profile: kind, id and the field broken."""
+        return self._get("/stripe/malformed")
+
     def mutations(self) -> list[dict]:
         """Changes made at run time by the admin API and the fault profiles."""
         return self._get("/mutations")
@@ -139,6 +148,10 @@ class SandboxAdmin:
     def delete_customer(self, customer_id: str) -> None:
         """Delete a Stripe customer (emits `customer.deleted`)."""
         self._post(f"/stripe/customers/{customer_id}/delete")
+
+    def remove_stripe_object(self, kind: str, object_id: str) -> None:
+        """Make a Stripe object (`invoices`, ...) vanish: no list shows it, a fetch is 404."""
+        self._post(f"/stripe/{kind}/{object_id}/remove")
 
     def set_subscription_status(self, subscription_id: str, status: str) -> dict:
         """Change a subscription's status; returns the Stripe event it emitted."""

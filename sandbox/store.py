@@ -162,6 +162,8 @@ class Store:
         self.duplicate_rows = 0
         self.stripe: dict[str, StripeTable] = {kind: StripeTable() for kind in STRIPE_KINDS}
         self.deleted_customers: set[str] = set()
+        # Stripe objects gone altogether: in no list, and a fetch answers 404.
+        self.removed: set[str] = set()
         self._templates = _stripe_templates()
         self._sequence = 0
         self.scroll: dict[str, Any] | None = None
@@ -546,6 +548,10 @@ class Store:
             }
             return event
         # A shallow merge: nested values are shared, and answers are serialised right away.
+        if "_template" in obj:
+            rendered = {**self._templates[obj["_template"]], **obj}
+            del rendered["_template"]
+            return rendered
         return {**self._templates[STRIPE_OBJECT[kind]], **obj}
 
     def stripe_event(
@@ -599,7 +605,12 @@ class Store:
             if kind == "events":
                 oldest = self.now() - STRIPE_EVENT_RETENTION_SECONDS
                 lo = max(lo, bisect.bisect_left(table.created, oldest))
-            ok = match or (lambda _obj: True)
+            wanted = match or (lambda _obj: True)
+            removed = self.removed
+
+            def ok(obj: dict) -> bool:
+                return obj["id"] not in removed and wanted(obj)
+
             found: list[dict] = []
             if ending_before is not None:
                 anchor = self._anchor(table, ending_before, "ending_before")
@@ -635,6 +646,15 @@ class Store:
                 raise ApiError(404, "resource_missing", f"No such customer: '{customer_id}'")
             self.deleted_customers.add(customer_id)
             self.stripe_event("customer.deleted", "customers", customer)
+
+    def remove_stripe_object(self, kind: str, object_id: str) -> None:
+        """Make an object vanish: gone from lists, 404 on fetch, no event (a purge)."""
+        with self.lock:
+            if kind not in STRIPE_OBJECT or kind == "events":
+                raise ApiError(404, "resource_missing", f"unknown Stripe kind {kind!r}")
+            if self.stripe[kind].get(object_id) is None or object_id in self.removed:
+                raise ApiError(404, "resource_missing", f"No such object: '{object_id}'")
+            self.removed.add(object_id)
 
     def set_subscription_status(self, subscription_id: str, status: str) -> dict:
         """Change a subscription's status and emit `customer.subscription.updated`."""

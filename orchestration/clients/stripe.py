@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -32,6 +34,28 @@ log = logging.getLogger(__name__)
 # the first version whose invoices carry the subscription at `parent.subscription_details`.
 STRIPE_API_VERSION = "2025-03-31.basil"
 DEFAULT_STRIPE_URL = "https://api.stripe.com"
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """A request as the transport last sent it: what a failure's message names.
+
+    Attributes:
+        method: HTTP method.
+        url: Full URL with its query.
+        attempts: Attempts made so far, the first included.
+        status: Status of the last answer; None when none came.
+    """
+
+    method: str
+    url: str
+    attempts: int
+    status: int | None
+
+    def describe(self) -> str:
+        """`GET https://... (HTTP 500, attempt 6)`."""
+        answer = f"HTTP {self.status}" if self.status is not None else "no answer"
+        return f"{self.method} {self.url} ({answer}, attempt {self.attempts})"
 
 
 class _RetryableAnswer(RetryableError):
@@ -99,6 +123,8 @@ class RetryingHTTPClient(stripe.HTTPXClient):
         self.retry_after_cap = retry_after_cap
         self.stats = ClientStats()
         self.clock = ServerClock()
+        # Per thread, so a client shared between threads names each one's own request.
+        self._local = threading.local()
         self._wait = backoff_wait(initial=initial_backoff, maximum=max_backoff, cap=retry_after_cap)
 
     def request_with_retries(
@@ -122,7 +148,8 @@ class RetryingHTTPClient(stripe.HTTPXClient):
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(method, url, headers, post_data)
+                    number = attempt.retry_state.attempt_number
+                    return self._attempt(method, url, headers, post_data, number)
         except _RetryableAnswer as spent:
             # Out of attempts: the SDK turns the last answer into its typed error.
             return spent.response
@@ -130,9 +157,14 @@ class RetryingHTTPClient(stripe.HTTPXClient):
             raise spent.error from None
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
+    def last_request(self) -> SentRequest | None:
+        """The latest request this thread sent, with its attempts and last status."""
+        return getattr(self._local, "request", None)
+
     def _attempt(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any, number: int
     ) -> tuple[Any, int, Mapping[str, str]]:
+        self._local.request = SentRequest(method.upper(), url, number, None)
         try:
             response = self.request(method, url, headers, post_data)
         except stripe.APIConnectionError as exc:
@@ -141,6 +173,7 @@ class RetryingHTTPClient(stripe.HTTPXClient):
                 raise _RetryableConnection(exc) from exc
             raise
         _, status, response_headers = response
+        self._local.request = SentRequest(method.upper(), url, number, status)
         self.stats.record_response(status)
         self.clock.observe(response_headers)
         if status >= 400 and should_retry(status, response_headers):

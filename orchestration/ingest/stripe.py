@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import stripe
 
-from orchestration.clients.stripe import RetryingHTTPClient
+from orchestration.clients.stripe import RetryingHTTPClient, SentRequest
 from orchestration.ingest.intercom import StreamReport
 from orchestration.ingest.load import (
     ObjectRow,
@@ -34,6 +34,23 @@ log = logging.getLogger(__name__)
 
 DAY = 86_400
 PAGE_SIZE = 100
+
+
+class StripeSyncError(RuntimeError):
+    """A Stripe stream could not be read: names the stream and the request that failed.
+
+    Nothing of the stream was stored and its cursor did not move, so the next sync reads the
+    same span again.
+    """
+
+    def __init__(self, table: str, request: SentRequest | None, error: stripe.StripeError):
+        sent = request.describe() if request else "before any request was answered"
+        body = getattr(error, "error", None)
+        # Stripe's error type and code (`api_error`, `rate_limit`), when the answer had a body.
+        named = [type(error).__name__, getattr(body, "type", None), getattr(error, "code", None)]
+        reason = f"{' '.join(n for n in named if n)}: {error.user_message or error}"
+        super().__init__(f"{table}: {sent} failed: {reason}; its cursor was not moved")
+        self.table, self.request, self.error = table, request, error
 
 
 @dataclass(frozen=True)
@@ -103,11 +120,33 @@ def _list(client: stripe.StripeClient, stream: StripeStream, created_gte: int | 
     return list(service.list(params=params).auto_paging_iter())
 
 
-def _events(client: stripe.StripeClient, created_gte: int) -> list[dict]:
-    params = {"limit": PAGE_SIZE, "created": {"gte": created_gte}}
+def _events(
+    client: stripe.StripeClient, created_gte: int | None, event_type: str | None = None
+) -> list[dict]:
+    params: dict[str, Any] = {"limit": PAGE_SIZE}
+    if created_gte is not None:
+        params["created"] = {"gte": created_gte}
+    if event_type is not None:
+        params["type"] = event_type
     events = [_as_dict(e) for e in client.v1.events.list(params=params).auto_paging_iter()]
     # Oldest first, so a later change of one object wins.
     return sorted(events, key=lambda e: (e.get("created") or 0, e.get("id") or ""))
+
+
+@dataclass
+class _StreamRead:
+    """What one read of a stream found, before any of it is stored."""
+
+    mode: str
+    now: int
+    events_from: int
+    rows: list[ObjectRow] = field(default_factory=list)
+    bad: list[tuple[str | None, str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    # Deleted objects the feed showed, by id: the last snapshot, for ids never stored.
+    deleted_snapshots: dict[str, ObjectRow] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+    applied: int = 0
 
 
 def sync_stripe_stream(
@@ -121,6 +160,10 @@ def sync_stripe_stream(
     """Sync one Stripe stream: full list the first time, then new objects plus the event feed.
 
     The cursor (`{"created": ..., "events": ...}`, server time) is committed with the rows.
+
+    Raises:
+        StripeSyncError: A request failed for good (retries spent, or a 4xx that cannot
+            succeed); nothing of the stream was stored.
     """
     settings = settings or IngestSettings()
     stream = STRIPE_STREAMS[table]
@@ -129,6 +172,52 @@ def sync_stripe_stream(
     report = StreamReport(table)
     cursor = None if settings.full_refresh else get_cursor(con, table)
     state = json.loads(cursor) if cursor else None
+    try:
+        read = _read(client, con, stream, state, settings)
+    except stripe.StripeError as error:
+        raise StripeSyncError(table, http.last_request(), error) from error
+    rows = read.rows
+    newest_created = max((row.payload.get("created", 0) for row in rows), default=0)
+    new_state = {
+        "created": max(newest_created, state["created"] if state else 0),
+        "events": max(
+            read.events_from, state["events"] if state and read.mode == "incremental" else 0
+        ),
+    }
+    con.execute("begin transaction")
+    try:
+        report.counts = upsert_objects(con, table, rows, sync_id)
+        report.counts.quarantined = quarantine(con, table, read.bad, sync_id)
+        report.counts.tombstoned = (
+            _new_tombstones(con, table, read, sync_id)
+            + tombstone(
+                con, table, [d for d in read.deleted if d], "deleted", sync_id, updated_at=read.now
+            )
+            + tombstone(con, table, read.gone, "not_found", sync_id, updated_at=read.now)
+        )
+        set_cursor(con, table, json.dumps(new_state, sort_keys=True), sync_id)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    report.counts.read = len(rows) + len(read.bad)
+    report.notes |= {"mode": read.mode, "events_applied": read.applied}
+    report.client = http.stats.difference(http.stats.snapshot(), before)
+    report.seconds = time.monotonic() - started
+    log.info(report.summary())
+    return report
+
+
+def _read(
+    client: stripe.StripeClient,
+    con: duckdb.DuckDBPyConnection,
+    stream: StripeStream,
+    state: dict[str, int] | None,
+    settings: IngestSettings,
+) -> _StreamRead:
+    """Read a stream in full or from its cursor; stores nothing."""
+    table = stream.table
+    http = http_of(client)
     # Ask the server for its time first: the sandbox, or a skewed host, may live elsewhere.
     newest_event = _events_newest(client)
     now = http.clock.now()
@@ -145,14 +234,12 @@ def sync_stripe_stream(
             (now - state["events"]) / DAY,
             settings.stripe_events_retention_days,
         )
-    rows: list[ObjectRow] = []
-    bad: list[tuple[str | None, str, Any]] = []
-    deleted: list[str] = []
-    gone: list[str] = []
-    applied = 0
     if mode != "incremental":
         records = _list(client, stream, None)
         rows, bad = _rows(records, stream)
+        # With no event yet there is nothing to resume from: 0 keeps the next sync a full one
+        # until the feed has an event, rather than trusting a clock that may not be the server's.
+        read = _StreamRead(mode, now, newest_event if newest_event is not None else 0, rows, bad)
         listed = {row.id for row in rows}
         alive = {
             r[0]
@@ -160,66 +247,83 @@ def sync_stripe_stream(
                 f"select id from {RAW_SCHEMA}.{table} where not is_deleted"
             ).fetchall()
         }
+        if stream.object_type == "customer":
+            # Customers deleted before this read are in no list; the feed still has the last
+            # 30 days of them, so their invoices join.
+            for event in _events(client, None, event_type="customer.deleted"):
+                _note_deleted(read, event)
+            # A listed customer is alive, whatever an older event said.
+            read.deleted = [d for d in read.deleted if d not in listed]
+            read.deleted_snapshots = {
+                k: v for k, v in read.deleted_snapshots.items() if k not in listed
+            }
         # A full list leaves out deleted objects: ask for each one that went missing.
         for object_id in sorted(alive - listed):
             found = _retrieve(client, stream, object_id)
             if found is None:
-                gone.append(object_id)
+                read.gone.append(object_id)
             elif found.get("deleted"):
-                deleted.append(object_id)
+                read.deleted.append(object_id)
             else:
                 more, more_bad = _rows([found], stream)
-                rows += more
-                bad += more_bad
-        # With no event yet there is nothing to resume from: 0 keeps the next sync a full one
-        # until the feed has an event, rather than trusting a clock that may not be the server's.
-        events_from = newest_event if newest_event is not None else 0
-    else:
-        overlap = settings.stripe_overlap_seconds
-        records = _list(client, stream, max(0, state["created"] - overlap))
-        rows, bad = _rows(records, stream)
-        events_from = state["events"]
-        for event in _events(client, max(0, state["events"] - overlap)):
-            # The feed is one for all streams: any event read moves this stream's cursor.
-            events_from = max(events_from, event.get("created") or 0)
-            obj = (event.get("data") or {}).get("object") or {}
-            if not isinstance(obj, dict) or obj.get("object") != stream.object_type:
-                continue
-            applied += 1
-            # Only customers are deleted outright; `customer.subscription.deleted` is a cancel,
-            # whose snapshot is the canceled subscription.
-            is_delete = obj.get("deleted") or event.get("type") == "customer.deleted"
-            if is_delete and stream.object_type == "customer":
-                deleted.append(obj.get("id"))
-                continue
-            more, more_bad = _rows([obj], stream)
-            for row in more:
-                row.updated_at = max(row.updated_at or 0, event.get("created") or 0)
-            rows += more
-            bad += more_bad
-    newest_created = max((row.payload.get("created", 0) for row in rows), default=0)
-    new_state = {
-        "created": max(newest_created, state["created"] if state else 0),
-        "events": max(events_from, state["events"] if state and mode == "incremental" else 0),
+                read.rows += more
+                read.bad += more_bad
+        return read
+    overlap = settings.stripe_overlap_seconds
+    records = _list(client, stream, max(0, state["created"] - overlap))
+    rows, bad = _rows(records, stream)
+    read = _StreamRead(mode, now, state["events"], rows, bad)
+    for event in _events(client, max(0, state["events"] - overlap)):
+        # The feed is one for all streams: any event read moves this stream's cursor.
+        read.events_from = max(read.events_from, event.get("created") or 0)
+        obj = (event.get("data") or {}).get("object") or {}
+        if not isinstance(obj, dict) or obj.get("object") != stream.object_type:
+            continue
+        read.applied += 1
+        # Only customers are deleted outright; `customer.subscription.deleted` is a cancel,
+        # whose snapshot is the canceled subscription.
+        is_delete = obj.get("deleted") or event.get("type") == "customer.deleted"
+        if is_delete and stream.object_type == "customer":
+            _note_deleted(read, event)
+            continue
+        more, more_bad = _rows([obj], stream)
+        for row in more:
+            row.updated_at = max(row.updated_at or 0, event.get("created") or 0)
+        read.rows += more
+        read.bad += more_bad
+    return read
+
+
+def _note_deleted(read: _StreamRead, event: dict) -> None:
+    """Record a `customer.deleted` event: a tombstone, from its snapshot if never stored."""
+    obj = (event.get("data") or {}).get("object") or {}
+    object_id = obj.get("id")
+    if not isinstance(object_id, str) or not object_id:
+        read.bad.append((None, "deleted object without an id", event))
+        return
+    read.deleted.append(object_id)
+    # Stripe's snapshot is the object as it was; a bare `{"id", "deleted": true}` is kept too.
+    snapshot = {k: v for k, v in obj.items() if k != "deleted"}
+    read.deleted_snapshots[object_id] = ObjectRow(
+        object_id, event.get("created"), snapshot, is_deleted=True, deleted_reason="deleted"
+    )
+
+
+def _new_tombstones(
+    con: duckdb.DuckDBPyConnection, table: str, read: _StreamRead, sync_id: str
+) -> int:
+    """Store deleted objects never stored before, as tombstones; returns how many."""
+    if not read.deleted_snapshots:
+        return 0
+    known = {
+        r[0]
+        for r in con.execute(
+            f"select id from {RAW_SCHEMA}.{table} where id in (select unnest(?))",
+            [list(read.deleted_snapshots)],
+        ).fetchall()
     }
-    con.execute("begin transaction")
-    try:
-        report.counts = upsert_objects(con, table, rows, sync_id)
-        report.counts.quarantined = quarantine(con, table, bad, sync_id)
-        report.counts.tombstoned = tombstone(
-            con, table, [d for d in deleted if d], "deleted", sync_id, updated_at=now
-        ) + tombstone(con, table, gone, "not_found", sync_id, updated_at=now)
-        set_cursor(con, table, json.dumps(new_state, sort_keys=True), sync_id)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    report.counts.read = len(rows) + len(bad)
-    report.notes |= {"mode": mode, "events_applied": applied}
-    report.client = http.stats.difference(http.stats.snapshot(), before)
-    report.seconds = time.monotonic() - started
-    log.info(report.summary())
-    return report
+    fresh = [row for key, row in read.deleted_snapshots.items() if key not in known]
+    return upsert_objects(con, table, fresh, sync_id).inserted
 
 
 def _events_newest(client: stripe.StripeClient) -> int | None:

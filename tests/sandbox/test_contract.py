@@ -226,7 +226,11 @@ def test_stripe_lists_parse_as_stripe_objects_with_the_fixture_fields(shop, kind
     for obj in page.data:
         assert isinstance(obj, STRIPE_CLASSES[kind])
         name = obj.object
-        assert set(samples[name]) - NOT_CARRIED.get(name, set()) <= set(obj.to_dict())
+        expected = set(samples[name]) - NOT_CARRIED.get(name, set())
+        if name == "invoice" and "parent" not in obj.to_dict():
+            # A legacy invoice (dirt `legacy_invoice`): the old fields instead of `parent`.
+            expected = expected - {"parent"} | NOT_CARRIED["invoice"]
+        assert expected <= set(obj.to_dict())
     created = [o.created for o in page.data]
     assert created == sorted(created, reverse=True)
 
@@ -249,7 +253,10 @@ def test_stripe_pagination_and_created_filters_agree_with_the_store(shop):
     assert [o.id for o in back.data] == [o.id for o in first.data]
     paid = client.v1.invoices.list(params={"limit": 1}).data[0]
     assert paid.status == "paid" and paid.status_transitions.paid_at == paid.created
-    assert paid.parent.subscription_details.subscription.startswith("sub_")
+    # The newest invoice may be a legacy one (dirt `legacy_invoice`): the link moved in 2025.
+    shape = paid.to_dict()
+    link = shape["parent"]["subscription_details"] if "parent" in shape else shape
+    assert link["subscription"].startswith("sub_")
 
 
 def test_canceled_subscriptions_hide_unless_status_all(fresh_shop):
