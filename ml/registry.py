@@ -67,10 +67,18 @@ def connect(tracking_uri: str) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, goal: Goal, artifact_root: Path) -> str:
-    """The goal's experiment id; created with its artifacts under `artifact_root/<goal>`."""
+    """The goal's experiment id, created if missing.
+
+    With a tracking server (`http(s)://`) the experiment takes the server's default artifact
+    location, so model files go through the server to its artifact store and every host
+    that trains or scores reads the same ones. With a local store they go under
+    `artifact_root/<goal>`.
+    """
     existing = client.get_experiment_by_name(goal.experiment_name)
     if existing is not None:
         return existing.experiment_id
+    if client.tracking_uri.startswith(("http://", "https://")):
+        return client.create_experiment(goal.experiment_name)
     location = (Path(artifact_root) / goal.name).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(goal.experiment_name, artifact_location=location.as_uri())

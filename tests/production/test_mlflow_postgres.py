@@ -55,10 +55,27 @@ def use_the_server(uri: str, log: Path, server: subprocess.Popen, monkeypatch) -
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
+        _a_goal_experiment_stores_through_the_server(uri)
         return _log_register_and_load()
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
+
+
+def _a_goal_experiment_stores_through_the_server(uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from ml.goals import Goal
+    from ml.registry import ensure_experiment
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    unused = Path("/nonexistent/artifacts")
+    experiment_id = ensure_experiment(client, Goal(name="server-goal"), unused)
+    # The server's proxied store (`mlflow-artifacts:`), never a folder on this host.
+    location = client.get_experiment(experiment_id).artifact_location
+    assert location.startswith("mlflow-artifacts:"), location
+    assert ensure_experiment(client, Goal(name="server-goal"), unused) == experiment_id
+    assert not unused.exists()
 
 
 def _log_register_and_load() -> str:
