@@ -265,9 +265,9 @@ def rank_candidates(
     if not parts:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
     candidates = pd.concat(parts, ignore_index=True)
-    # Ranked by the raw scores' lift: calibration is monotone, so the order is the same
-    # wherever it is strict, but an isotonic map is flat in places and would tie candidates
-    # the trees tell apart. The calibrated lift is what is reported.
+    # Ranked by the raw scores' lift: calibration is strictly monotone, so the order is the
+    # same, and a calibrator pickled before it was (a flat isotonic step) cannot tie
+    # candidates the trees tell apart. The calibrated lift is what is reported.
     return candidates.sort_values(
         ["row", "raw_lift", "support", "action"],
         ascending=[True, False, False, True],

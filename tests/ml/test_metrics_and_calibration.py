@@ -51,3 +51,18 @@ def test_probability_metrics_match_their_definitions_on_a_tiny_case():
     assert np.isclose(m["brier"], (0.01 + 0.36 + 0.36 + 0.01) / 4)
     expected_ll = -np.mean(np.log([0.9, 0.4, 0.4, 0.9]))
     assert np.isclose(m["log_loss"], expected_ll)
+
+
+def test_isotonic_calibration_keeps_the_steps_at_their_centres_and_breaks_no_order():
+    # isotonic fit of y = 0, 1, 0, 1 at 0.1 < 0.2 < 0.3 < 0.4: steps 0 | 0.5, 0.5 | 1
+    raw = np.array([0.1, 0.2, 0.3, 0.4])
+    calibrator = Calibrator("isotonic").fit(raw, np.array([0, 1, 0, 1]))
+    # the middle step's centre in log-odds: mean(log(0.2 / 0.8), log(0.3 / 0.7))
+    centre = (np.log(0.25) + np.log(3 / 7)) / 2
+    at_centre = calibrator.transform(np.array([1 / (1 + np.exp(-centre))]))
+    assert np.isclose(at_centre[0], 0.5)
+    # the end steps, 0 and 1, are held half a row (of four) inside: 0.125 and 0.875
+    assert np.allclose(calibrator.transform(np.array([0.1, 0.4])), [0.125, 0.875])
+    # inside the middle step the two scores stay apart, in their order
+    low, high = calibrator.transform(np.array([0.2, 0.3]))
+    assert 0.125 < low < 0.5 < high < 0.875
