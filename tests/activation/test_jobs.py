@@ -10,19 +10,8 @@ import dagster as dg
 import pytest
 
 from orchestration.activation.jobs import build_freshness_checks, build_jobs, build_schedules
+from tests.documented import RAW_ASSET_KEYS
 
-# The raw tables of docs/warehouse.md, each loaded by its own ingestion asset.
-RAW_TABLES = [
-    "raw/intercom_contacts",
-    "raw/intercom_companies",
-    "raw/intercom_contact_companies",
-    "raw/intercom_events",
-    "raw/stripe_customers",
-    "raw/stripe_subscriptions",
-    "raw/stripe_invoices",
-    "raw/stripe_charges",
-    "raw/stripe_refunds",
-]
 HOUR = 3600
 
 
@@ -119,7 +108,7 @@ def test_the_incremental_sync_leaves_training_out_and_the_retrain_promotes_and_w
 def freshness_defs() -> tuple[dg.Definitions, dg.AssetChecksDefinition]:
     checks = build_freshness_checks(max_age_hours=2)
     defs = dg.Definitions(
-        assets=[dg.AssetSpec(dg.AssetKey.from_user_string(key)) for key in RAW_TABLES],
+        assets=[dg.AssetSpec(dg.AssetKey.from_user_string(key)) for key in RAW_ASSET_KEYS],
         asset_checks=checks,
         jobs=[dg.define_asset_job("raw_freshness", selection=dg.AssetSelection.checks(*checks))],
     )
@@ -140,7 +129,7 @@ def loaded(instance: dg.DagsterInstance, table: str, hours_ago: float) -> None:
 def test_every_raw_table_has_a_freshness_check():
     _, checks = freshness_defs()
     targets = {key.asset_key.to_user_string() for c in checks for key in c.check_keys}
-    assert targets == set(RAW_TABLES)
+    assert targets == set(RAW_ASSET_KEYS)
 
 
 @pytest.mark.parametrize(
@@ -149,13 +138,13 @@ def test_every_raw_table_has_a_freshness_check():
 def test_a_raw_table_older_than_the_limit_fails_its_freshness_check(hours_ago, passed):
     defs, _ = freshness_defs()
     with dg.DagsterInstance.ephemeral() as instance:
-        for table in RAW_TABLES:
+        for table in RAW_ASSET_KEYS:
             loaded(instance, table, 0.5)
         loaded(instance, "raw/stripe_invoices", hours_ago)
         started = time.time()
         result = defs.resolve_job_def("raw_freshness").execute_in_process(instance=instance)
     evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == set(RAW_TABLES)
+    assert set(evaluations) == set(RAW_ASSET_KEYS)
     assert evaluations.pop("raw/stripe_invoices").passed is passed
     assert all(e.passed for e in evaluations.values())
     # The bound the check applied: two hours before it ran.
@@ -166,10 +155,10 @@ def test_a_raw_table_older_than_the_limit_fails_its_freshness_check(hours_ago, p
 def test_a_raw_table_never_loaded_fails_its_freshness_check():
     defs, _ = freshness_defs()
     with dg.DagsterInstance.ephemeral() as instance:
-        for table in RAW_TABLES[1:]:
+        for table in RAW_ASSET_KEYS[1:]:
             loaded(instance, table, 0.5)
         result = defs.resolve_job_def("raw_freshness").execute_in_process(instance=instance)
     failed = {
         e.asset_key.to_user_string() for e in result.get_asset_check_evaluations() if not e.passed
     }
-    assert failed == {RAW_TABLES[0]}
+    assert failed == {RAW_ASSET_KEYS[0]}

@@ -10,26 +10,15 @@ from orchestration.resources import MissingCredentials, intercom_endpoint
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 from sandbox.store import STRIPE_OBJECT
+from tests.documented import RAW_ASSET_KEYS
 
 DAY = 86_400
-
-KEYS = [
-    "raw/intercom_contacts",
-    "raw/intercom_companies",
-    "raw/intercom_contact_companies",
-    "raw/intercom_events",
-    "raw/stripe_customers",
-    "raw/stripe_subscriptions",
-    "raw/stripe_invoices",
-    "raw/stripe_charges",
-    "raw/stripe_refunds",
-]
 
 
 def test_the_ingest_group_has_the_documented_keys_and_every_asset_a_description():
     definitions = ingest.defs()
     specs = {s.key.to_user_string(): s for s in definitions.resolve_all_asset_specs()}
-    assert sorted(specs) == sorted(KEYS)
+    assert sorted(specs) == sorted(RAW_ASSET_KEYS)
     for spec in specs.values():
         assert spec.group_name == "ingest"
         assert spec.description
@@ -119,16 +108,16 @@ def test_materializing_the_group_reads_the_sandbox_named_in_the_environment(
         # The event window moves with the clock: no event may have left it during the run.
         assert _first_sync_rows(h.sb.store) == before
         metadata = _metadata(result)
-        assert sorted(metadata) == sorted(KEYS)
-        for key in KEYS:
+        assert sorted(metadata) == sorted(RAW_ASSET_KEYS)
+        for key in RAW_ASSET_KEYS:
             for field in ("rows_read", "rows_quarantined", "requests", "responses_429", "seconds"):
                 assert field in metadata[key], (key, field)
         # The sandbox answered no 429 and no 5xx, so nothing was retried.
         log = h.sb.state.request_log
         assert not [r for r in log if r["status"] == 429 or r["status"] >= 500]
         counts = ("rows_inserted", "rows_updated", "rows_unchanged", "retries")
-        first = {key: tuple(metadata[key][c] for c in counts) for key in KEYS}
-        assert first == {key: (before[key], 0, 0, 0) for key in KEYS}
+        first = {key: tuple(metadata[key][c] for c in counts) for key in RAW_ASSET_KEYS}
+        assert first == {key: (before[key], 0, 0, 0) for key in RAW_ASSET_KEYS}
         # Every Intercom request the assets sent named the API version.
         intercom = [r for r in log if r["vendor"] == "intercom"]
         assert intercom and {r["intercom_version"] for r in intercom} == {"2.14"}
@@ -160,5 +149,5 @@ def test_materializing_the_group_reads_the_sandbox_named_in_the_environment(
         log = list(h.sb.state.request_log)[already:]
         assert not [r for r in log if r["status"] == 429 or r["status"] >= 500]
         metadata = _metadata(again)
-        second = {key: tuple(metadata[key][c] for c in counts) for key in KEYS}
+        second = {key: tuple(metadata[key][c] for c in counts) for key in RAW_ASSET_KEYS}
         assert second == {key: (0, 0, rows, 0) for key, rows in _reread_rows(h.sb.store).items()}
