@@ -13,9 +13,10 @@ from sandbox.cli import app as sandbox_app
 
 
 class _App(typer.Typer):
-    """The command line, reporting a bad setting in one line instead of a traceback."""
+    """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback."""
 
     def __call__(self, *args: object, **kwargs: object) -> object:
+        import duckdb
         from pydantic import ValidationError
 
         try:
@@ -27,6 +28,17 @@ class _App(typer.Typer):
                 Console(stderr=True).print(
                     f"[red]setting {variable}={value!r}: {problem['msg']}[/red]", markup=True
                 )
+            raise SystemExit(1) from None
+        except duckdb.IOException as error:
+            # DuckDB lets one process write the file; its message names that process's PID.
+            if "Could not set lock" not in str(error):
+                raise
+            Console(stderr=True).print(
+                f"{error}\nThe warehouse is in use: wait for that run to end or stop it "
+                "(`dagster dev`, `make demo`, another `nextbest` command), then try again.",
+                markup=False,
+                soft_wrap=True,
+            )
             raise SystemExit(1) from None
 
 
@@ -61,6 +73,8 @@ def show_settings(
             console.print(f"# {meaning}\n# {variable}={default}\n", soft_wrap=True, markup=False)
         return
 
+    from deploy.mlflow_server import redacted
+
     table = Table(title="nextbest settings")
     for column in ("variable", "default", "current", "meaning"):
         table.add_column(column)
@@ -71,7 +85,8 @@ def show_settings(
     for variable, default, meaning in settings_table():
         value = values.get(variable)
         shown = "(set)" if variable in secret and value else ("" if value is None else str(value))
-        table.add_row(variable, default, shown, meaning)
+        # A database or tracking URI may carry its password (docs/deploy.md writes them so).
+        table.add_row(variable, default, redacted(shown) if "://" in shown else shown, meaning)
     console.print(table)
 
 

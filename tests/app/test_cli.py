@@ -1,0 +1,79 @@
+"""The `nextbest` command line: settings shown without secrets, a busy warehouse explained."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestration.cli import app
+from tests.conftest import ROOT
+
+
+def test_settings_masks_passwords_inside_uris(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/deploy.md exports the MLflow backend store as a URI with its password in it.
+    monkeypatch.setenv(
+        "NEXTBEST_MLFLOW_BACKEND_STORE_URI",
+        "postgresql+psycopg2://nextbest:pw-in-uri@127.0.0.1:5432/mlflow",
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ops:tok-in-uri@mlflow.internal:443")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "pw-in-variable")
+    monkeypatch.setenv("INTERCOM_ACCESS_TOKEN", "token-in-variable")
+    # Wide enough that no cell is cut, so what is absent was not printed at all.
+    monkeypatch.setenv("COLUMNS", "400")
+
+    result = CliRunner().invoke(app, ["settings"])
+
+    assert result.exit_code == 0, result.output
+    for secret in ("pw-in-uri", "tok-in-uri", "pw-in-variable", "token-in-variable"):
+        assert secret not in result.output
+    # The rest of each URI stays readable: which user, host and database are set.
+    assert "postgresql+psycopg2://nextbest:***@127.0.0.1:5432/mlflow" in result.output
+    assert "https://ops:***@mlflow.internal:443" in result.output
+
+
+def test_a_warehouse_held_by_another_process_is_one_clear_line_not_a_traceback(
+    nextbest_home: Path,
+) -> None:
+    nextbest_home.mkdir(parents=True)
+    warehouse = nextbest_home / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(warehouse)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        env = {**os.environ, "COLUMNS": "400"}
+        for command in (["user", "u1"], ["import-events", str(nextbest_home / "any.csv")]):
+            done = subprocess.run(
+                [sys.executable, "-m", "orchestration.cli", *command],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+                timeout=120,
+            )
+            assert done.returncode == 1, done.stderr
+            assert "Traceback" not in done.stderr and "╭" not in done.stderr
+            lines = done.stderr.strip().splitlines()
+            # DuckDB's own line names the file and the process that holds it.
+            assert f'lock on file "{warehouse}"' in lines[0]
+            assert f"(PID {holder.pid})" in lines[0]
+            assert lines[1].startswith("The warehouse is in use")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# Opens the warehouse for writing, as a Dagster run does, and keeps it until killed.
+_HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+time.sleep(300)
+"""
