@@ -367,15 +367,18 @@ def import_events(
         if reason:
             bad.append((where, reason, record))
             continue
-        if contact is None and external is not None:
-            contact = by_external.get(external)
+        given_contact = contact
         if contact is not None and contact not in known:
             contact = None
-        key = contact or external or f"email:{email}"
+        if contact is None and external is not None:
+            contact = by_external.get(external)
+        # A contact id not synced yet still keys the row as the API will key that contact's
+        # event, so a later read of the same event replaces this copy.
+        key = contact or given_contact or external or f"email:{email}"
         if contact is None:
             unmatched.add(key)
             # An email alone never picks a contact: it is not unique in Intercom.
-            if not external and contacts_by_email.get(email.lower(), 0) > 1:
+            if key == f"email:{email}" and contacts_by_email.get(email.lower(), 0) > 1:
                 ambiguous.add(email.lower())
         payload = {
             "event_name": name,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from typer.testing import CliRunner
 
 from orchestration.cli import app
+from orchestration.ingest.load import event_key
 from orchestration.settings import get_settings
 from orchestration.warehouse import connect
 
@@ -75,3 +77,25 @@ def test_import_events_names_the_missing_columns(nextbest_home, tmp_path):
     result = CliRunner().invoke(app, ["import-events", str(bad)])
     assert result.exit_code == 1
     assert "needs an event name and a time column" in " ".join(result.output.split())
+
+
+def test_the_documented_column_names_are_the_accepted_ones(nextbest_home, tmp_path):
+    from orchestration.ingest.import_events import COLUMN_NAMES
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "ingestion.md").read_text()
+    sentence = " ".join(doc.split("Accepted columns:", 1)[1].split("Rows are keyed", 1)[0].split())
+    assert re.findall(r"`(\w+)`", sentence) == [n for names in COLUMN_NAMES.values() for n in names]
+
+    # The other spellings it lists need no --column: intercom_user_id, name and time. The
+    # contact is not synced yet (the warehouse is empty): the row is kept, keyed as the API
+    # will key that contact's event (2020-01-01T10:00:00Z is 1,577,836,800 + 10 h).
+    export = tmp_path / "export.csv"
+    export.write_text("intercom_user_id,name,time\nc-9,main,2020-01-01T10:00:00Z\n")
+    result = CliRunner().invoke(app, ["import-events", str(export)])
+    assert result.exit_code == 0, result.output
+    assert "1 events inserted" in " ".join(result.output.split())
+    with connect(get_settings().warehouse, read_only=True) as con:
+        assert _events(con) == [
+            (event_key("c-9", "main", 1_577_872_800), None, None, "main", 1_577_872_800, "import")
+        ]
