@@ -143,3 +143,29 @@ def test_the_bench_harness_rejects_an_unknown_name(tmp_path: Path) -> None:
 
     with pytest.raises(KeyError, match="no_such_benchmark"):
         run(["no_such_benchmark"], tmp_path / "x.json")
+
+
+@pytest.mark.parametrize("variable", ["INTERCOM_BASE_URL", "STRIPE_BASE_URL"])
+@pytest.mark.parametrize("value", ["notaurl", "ftp://example.test", "http://", "127.0.0.1:8765"])
+def test_a_base_url_that_is_not_http_names_the_variable(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=f"{variable}\\n.*not an http\\(s\\) URL"):
+        get_settings()
+
+
+def test_a_sandbox_base_url_is_kept_as_given(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv("INTERCOM_BASE_URL", "http://127.0.0.1:8765/intercom")
+    monkeypatch.setenv("STRIPE_BASE_URL", "")
+    settings = get_settings()
+    assert settings.intercom_url == "http://127.0.0.1:8765/intercom"
+    assert settings.stripe_base_url == ""
