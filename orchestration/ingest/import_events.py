@@ -128,7 +128,15 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[R
         header, records = _json_lines(path, text)
     else:
         header, records = _csv_rows(path, text)
-    header = [dict(column_map or {}).get(name, name) for name in header]
+    given, header = header, [dict(column_map or {}).get(name, name) for name in header]
+    for name in dict.fromkeys(header):
+        sources = [theirs for theirs, ours in zip(given, header, strict=True) if ours == name]
+        if len(sources) > 1:
+            # Two columns under one name: which holds the value cannot be guessed.
+            raise EventImportError(
+                f"{path}: columns {sources} would all be read as {name!r}; "
+                "map only one of them with --column"
+            )
     chosen: dict[str, str] = {}
     for target, names in COLUMN_NAMES.items():
         for name in names:

@@ -242,3 +242,24 @@ def test_a_broken_quote_keeps_the_rest_from_its_own_line(nextbest_home, tmp_path
     _, kept = _stored()
     assert [key for key, _, _ in kept] == ["quote.csv:3"]
     assert json.loads(kept[0][2])["text"] == f'"u2,b,{JAN_1_2024}\nu3,c,{JAN_1_2024}\n'
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        # The file has its own external_id: that one was read, distinct_id ignored.
+        (["distinct_id=external_id"], "columns ['distinct_id', 'external_id'] would all be"),
+        (["distinct_id=created_at"], "columns ['distinct_id', 'created_at'] would all be"),
+    ],
+)
+def test_a_column_mapped_onto_one_the_file_has_is_refused(
+    nextbest_home, tmp_path, columns, message
+):
+    csv = tmp_path / "map.csv"
+    csv.write_text(f"distinct_id,external_id,event_name,created_at\nd1,x1,a,{JAN_1_2024}\n")
+    options = [part for spec in columns for part in ("--column", spec)]
+    result = CliRunner().invoke(app, ["import-events", str(csv), *options])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert message in output
+    assert "Traceback" not in output
