@@ -57,7 +57,11 @@ class Settings(BaseSettings):
         description="Sandbox dataset when no credentials are set.",
     )
     sandbox_port: int = Field(
-        default=8765, alias="NEXTBEST_SANDBOX_PORT", description="Port of the local sandbox."
+        default=8765,
+        alias="NEXTBEST_SANDBOX_PORT",
+        ge=0,
+        le=65535,
+        description="Port of the local sandbox.",
     )
     intercom_access_token: str | None = Field(
         default=None,
