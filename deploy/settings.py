@@ -35,7 +35,11 @@ class DeploySettings(BaseSettings):
         description="PostgreSQL host of Dagster's run, event-log and schedule storage.",
     )
     dagster_pg_port: int = Field(
-        default=5432, alias="DAGSTER_PG_PORT", description="PostgreSQL port for Dagster."
+        default=5432,
+        alias="DAGSTER_PG_PORT",
+        ge=1,
+        le=65535,
+        description="PostgreSQL port for Dagster.",
     )
     dagster_pg_user: str = Field(
         default="postgres", alias="DAGSTER_PG_USER", description="PostgreSQL user for Dagster."
@@ -66,7 +70,11 @@ class DeploySettings(BaseSettings):
         description="Interface the MLflow tracking server listens on.",
     )
     mlflow_port: int = Field(
-        default=5000, alias="NEXTBEST_MLFLOW_PORT", description="Port of the MLflow server."
+        default=5000,
+        alias="NEXTBEST_MLFLOW_PORT",
+        ge=1,
+        le=65535,
+        description="Port of the MLflow server.",
     )
     mlflow_workers: int = Field(
         default=2,
@@ -85,7 +93,11 @@ class DeploySettings(BaseSettings):
         description="PostgreSQL host of the warehouse for the dbt postgres target.",
     )
     pg_port: int = Field(
-        default=5432, alias="NEXTBEST_PG_PORT", description="PostgreSQL port of the warehouse."
+        default=5432,
+        alias="NEXTBEST_PG_PORT",
+        ge=1,
+        le=65535,
+        description="PostgreSQL port of the warehouse.",
     )
     pg_user: str = Field(
         default="postgres", alias="NEXTBEST_PG_USER", description="PostgreSQL warehouse user."

@@ -35,7 +35,10 @@ class MLSettings(BaseSettings):
         alias="NEXTBEST_CONVERSION_EVENT",
         description="Event that marks paying, never an action. Unset: detected at payment time.",
     )
-    seed: int = Field(default=42, alias="NEXTBEST_ML_SEED", description="Seed of every model.")
+    # numpy's RandomState (scikit-learn, XGBoost) takes seeds from 0 to 2**32 - 1 only.
+    seed: int = Field(
+        default=42, alias="NEXTBEST_ML_SEED", ge=0, le=2**32 - 1, description="Seed of every model."
+    )
     promotion_margin: float = Field(
         default=0.002,
         alias="NEXTBEST_PROMOTION_MARGIN",
@@ -92,6 +95,7 @@ class MLSettings(BaseSettings):
         default=1.25,
         alias="NEXTBEST_SUPPORT_FOCUS",
         ge=0,
+        allow_inf_nan=False,
         description="Raises the support bar where similar converters agree on the next step: a "
         "candidate needs focus x best share squared (at most the best share). 0: off.",
     )

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +22,8 @@ INTERCOM_REGION_HOSTS = {
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
+
+_HTTP_URL = TypeAdapter(HttpUrl)
 
 
 class Settings(BaseSettings):
@@ -55,7 +57,11 @@ class Settings(BaseSettings):
         description="Sandbox dataset when no credentials are set.",
     )
     sandbox_port: int = Field(
-        default=8765, alias="NEXTBEST_SANDBOX_PORT", description="Port of the local sandbox."
+        default=8765,
+        alias="NEXTBEST_SANDBOX_PORT",
+        ge=0,
+        le=65535,
+        description="Port of the local sandbox.",
     )
     intercom_access_token: str | None = Field(
         default=None,
@@ -94,6 +100,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Inactivity that ends a session.",
     )
+
+    @field_validator("intercom_base_url", "stripe_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Refused here, naming the variable; the clients would otherwise retry a URL that can
+        # never answer and report only a connection error.
+        if value:
+            try:
+                _HTTP_URL.validate_python(value)
+            except ValidationError as error:
+                problem = error.errors()[0]["msg"]
+                raise ValueError(f"not an http(s) URL with a host ({problem})") from None
+        return value
 
     @cached_property
     def warehouse(self) -> Path:

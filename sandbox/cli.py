@@ -56,11 +56,6 @@ def serve(
             f"unknown dataset {chosen!r}; known: {', '.join(DATASETS)}",
             param_hint="--dataset" if dataset else "NEXTBEST_DATASET",
         )
-    if port is None and not 0 <= settings.sandbox_port <= 65535:
-        raise typer.BadParameter(
-            f"{settings.sandbox_port} is not a port (0 to 65535)",
-            param_hint="NEXTBEST_SANDBOX_PORT",
-        )
     if chosen == "events_file" and (events is None or conversion_event is None):
         raise typer.BadParameter("--events FILE.csv needs --conversion-event NAME")
     if chosen != "events_file" and (events is not None or conversion_event is not None):

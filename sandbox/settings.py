@@ -40,7 +40,10 @@ class SandboxSettings(BaseSettings):
         description="Users of the synthetic dataset.",
     )
     seed: int = Field(
-        default=0, alias="NEXTBEST_SANDBOX_SEED", description="Seed of the synthetic dataset."
+        default=0,
+        alias="NEXTBEST_SANDBOX_SEED",
+        ge=0,
+        description="Seed of the synthetic dataset.",
     )
 
     @field_validator("faults")

@@ -143,3 +143,63 @@ def test_the_bench_harness_rejects_an_unknown_name(tmp_path: Path) -> None:
 
     with pytest.raises(KeyError, match="no_such_benchmark"):
         run(["no_such_benchmark"], tmp_path / "x.json")
+
+
+@pytest.mark.parametrize("variable", ["INTERCOM_BASE_URL", "STRIPE_BASE_URL"])
+@pytest.mark.parametrize("value", ["notaurl", "ftp://example.test", "http://", "127.0.0.1:8765"])
+def test_a_base_url_that_is_not_http_names_the_variable(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=f"{variable}\\n.*not an http\\(s\\) URL"):
+        get_settings()
+
+
+def test_a_sandbox_base_url_is_kept_as_given(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv("INTERCOM_BASE_URL", "http://127.0.0.1:8765/intercom")
+    monkeypatch.setenv("STRIPE_BASE_URL", "")
+    settings = get_settings()
+    assert settings.intercom_url == "http://127.0.0.1:8765/intercom"
+    assert settings.stripe_base_url == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEXTBEST_SANDBOX_PORT", "99999"),
+        ("DAGSTER_PG_PORT", "70000"),
+        ("NEXTBEST_MLFLOW_PORT", "-1"),
+        ("NEXTBEST_PG_PORT", "0"),
+        # numpy refuses these seeds only when a model or the synthetic log is built.
+        ("NEXTBEST_ML_SEED", "-1"),
+        ("NEXTBEST_ML_SEED", str(2**32)),
+        ("NEXTBEST_SANDBOX_SEED", "-5"),
+        # time.sleep(inf) raises OverflowError in the middle of a sync.
+        ("NEXTBEST_INGEST_SCROLL_BUSY_WAIT_SECONDS", "inf"),
+        ("NEXTBEST_SUPPORT_FOCUS", "inf"),
+    ],
+)
+def test_an_out_of_range_number_names_the_variable(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestration.settings import settings_classes
+
+    monkeypatch.setenv(variable, value)
+    owners = [
+        cls
+        for cls in settings_classes()
+        if variable in {f.alias for f in cls.model_fields.values()}
+    ]
+    assert len(owners) == 1
+    with pytest.raises(ValidationError, match=variable):
+        owners[0]()

@@ -85,6 +85,8 @@ LATEST = 4_102_444_800  # 2100-01-01T00:00:00Z
 # Unix numbers are read as seconds, milliseconds, microseconds or nanoseconds: the one unit
 # that puts them inside the span above (the spans of the four units do not overlap).
 UNITS = ((1, "s"), (10**3, "ms"), (10**6, "us"), (10**9, "ns"))
+# Orders of magnitude (Decimal.adjusted) a number can have and fall in the span in one unit.
+MAGNITUDES = (len(str(EARLIEST)) - 1, len(str(LATEST * UNITS[-1][0])) - 1)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 # Day and month in either order (01/05/2024, 5.1.24): not ISO 8601, and no way to tell which.
@@ -126,7 +128,15 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[R
         header, records = _json_lines(path, text)
     else:
         header, records = _csv_rows(path, text)
-    header = [dict(column_map or {}).get(name, name) for name in header]
+    given, header = header, [dict(column_map or {}).get(name, name) for name in header]
+    for name in dict.fromkeys(header):
+        sources = [theirs for theirs, ours in zip(given, header, strict=True) if ours == name]
+        if len(sources) > 1:
+            # Two columns under one name: which holds the value cannot be guessed.
+            raise EventImportError(
+                f"{path}: columns {sources} would all be read as {name!r}; "
+                "map only one of them with --column"
+            )
     chosen: dict[str, str] = {}
     for target, names in COLUMN_NAMES.items():
         for name in names:
@@ -182,6 +192,9 @@ def _read_text(path: Path) -> str:
 
 
 def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
+    # The csv module refuses fields over 131,072 characters and, after that, every row
+    # that follows; JSON lines read such a value, so CSV does too (no field outgrows the file).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[Record] = []
     header: list[str] | None = None
@@ -194,7 +207,8 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
             break
         except csv.Error as error:
             # A broken quote swallows the rest of the file: keep it aside as one record.
-            rest = "".join(text.splitlines(keepends=True)[start - 1 :])
+            # Lines as the reader counts them (\n, \r or \r\n), not str.splitlines().
+            rest = "".join(list(io.StringIO(text, newline=""))[start - 1 :])
             reason = f"unreadable CSV from here on: {error}"
             records.append(Record(start, None, reason, {"text": rest}))
             break
@@ -221,13 +235,22 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
 def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
     records: list[Record] = []
     header: dict[str, None] = {}
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # Only a newline ends a JSON line: str.splitlines() would also cut at U+2028, U+0085 and
+    # other separators that JSON strings may hold unescaped.
+    for line, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         if not raw.strip():
             continue
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as error:
             reason = f"not valid JSON: {error.msg} (column {error.colno})"
+            records.append(Record(line, None, reason, {"line": raw}))
+            continue
+        except (ValueError, RecursionError) as error:
+            # Valid JSON that Python refuses to build: an integer of more than 4,300 digits,
+            # arrays or objects nested about a thousand deep.
+            reason = f"JSON too large to read: {error}"
             records.append(Record(line, None, reason, {"line": raw}))
             continue
         if not isinstance(value, dict):
@@ -275,14 +298,16 @@ def read_time(value: str | None) -> tuple[int | None, str | None]:
         return None, f"time {value!r} is not a finite number"
     if _NUMBER.fullmatch(text):
         number = Decimal(text)
+        # Every accepted number has 9 to 19 digits before the point (seconds from 9.5e8,
+        # nanoseconds below 4.2e18); `1e999999` would take minutes to turn into an integer,
+        # `1e999999999` overflows the decimal context.
+        if number and not MAGNITUDES[0] <= number.adjusted() <= MAGNITUDES[1]:
+            return None, _implausible(value)
         for scale, _unit in UNITS:
             seconds = int((number / scale).to_integral_value(rounding=ROUND_FLOOR))
             if EARLIEST <= seconds < LATEST:
                 return seconds, None
-        return None, (
-            f"implausible time {value!r}: not within 2000-01-01..2100-01-01 as Unix "
-            "seconds, milliseconds, microseconds or nanoseconds"
-        )
+        return None, _implausible(value)
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:
@@ -295,6 +320,13 @@ def read_time(value: str | None) -> tuple[int | None, str | None]:
     if not EARLIEST <= seconds < LATEST:
         return None, f"implausible time {value!r}: not within 2000-01-01..2100-01-01"
     return seconds, None
+
+
+def _implausible(value: str) -> str:
+    return (
+        f"implausible time {value!r}: not within 2000-01-01..2100-01-01 as Unix "
+        "seconds, milliseconds, microseconds or nanoseconds"
+    )
 
 
 def parse_time(value: str | None) -> int | None:

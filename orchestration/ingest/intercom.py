@@ -194,7 +194,19 @@ def sync_contacts(
     # may be merged, deleted or archived: ask for it, and keep a 404 as a tombstone.
     listed = seen
     if window is not None:
-        listed = {c.get("id") for c in client.list_contacts(per_page=settings.contacts_per_page)}
+        listing = list(client.list_contacts(per_page=settings.contacts_per_page))
+        listed = {c.get("id") for c in listing}
+        # A contact listed but never stored (set aside as malformed by an earlier sync and
+        # not changed since) is outside the search window: take it from the listing, or it
+        # would stay missing until a full refresh.
+        stored_sql = f"select id from {RAW_SCHEMA}.intercom_contacts"
+        stored = {r[0] for r in con.execute(stored_sql).fetchall()}
+        searched = {r.get("id") for r in records if isinstance(r, dict)}
+        missed = [c for c in listing if c.get("id") not in stored | searched]
+        more, more_bad, _ = _parse_objects(stream, missed)
+        rows += more
+        bad += more_bad
+        report.notes["contacts_recovered"] = len(more)
     alive = {
         r[0]
         for r in con.execute(

@@ -66,6 +66,7 @@ class IngestSettings(BaseSettings):
         default=65.0,
         alias="NEXTBEST_INGEST_SCROLL_BUSY_WAIT_SECONDS",
         ge=0,
+        allow_inf_nan=False,
         description="Wait before retrying when another companies scroll is still open.",
     )
     stripe_overlap_seconds: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -153,3 +154,112 @@ def test_a_broken_quote_sets_the_rest_of_the_file_aside(nextbest_home, tmp_path)
 )
 def test_read_time_accepts_unix_numbers_and_iso_8601_in_range(text, seconds):
     assert read_time(text)[0] == seconds
+
+
+@pytest.mark.parametrize("text", ["1e999999999", "1e999999", "-1e999999", "1e19", "1e7"])
+def test_read_time_refuses_huge_exponents_at_once(text):
+    # 1e999999999 overflowed the decimal context; 1e999999 took minutes of CPU to refuse.
+    started = time.monotonic()
+    seconds, reason = read_time(text)
+    assert seconds is None and reason.startswith(f"implausible time {text!r}")
+    assert time.monotonic() - started < 1
+
+
+def test_a_huge_exponent_is_quarantined_not_a_crash(nextbest_home, tmp_path):
+    csv = tmp_path / "exp.csv"
+    csv.write_text(HEADER + "u1,a,1e999999999\n" + f"u2,b,{JAN_1_2024}\n")
+    code, output, error = _run(csv)
+    assert code == 0 and error is None, output
+    assert "2 rows: 1 events inserted" in output and "1 quarantined" in output
+    events, kept = _stored()
+    assert events == [("u2", "b", JAN_1_2024)]
+    assert [(key, reason.split(":")[0]) for key, reason, _ in kept] == [
+        ("exp.csv:2", "implausible time '1e999999999'")
+    ]
+
+
+def test_json_lines_are_cut_at_newlines_only(nextbest_home, tmp_path):
+    # JSON strings may hold U+2028 and U+0085 unescaped; they do not end a JSON line.
+    lines = tmp_path / "sep.jsonl"
+    rows = [
+        {"user_id": "u1", "event_name": "page\u2028view", "created_at": JAN_1_2024},
+        {"user_id": "u2", "event_name": "a\x85b", "created_at": JAN_1_2024},
+        {"user_id": "u3", "event_name": "c", "created_at": "nan"},
+    ]
+    lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows))
+    code, output, error = _run(lines)
+    assert code == 0 and error is None, output
+    assert "3 rows: 2 events inserted" in output and "1 quarantined" in output
+    events, kept = _stored()
+    assert events == [("u1", "page\u2028view", JAN_1_2024), ("u2", "a\x85b", JAN_1_2024)]
+    assert [key for key, _, _ in kept] == ["sep.jsonl:3"]
+
+
+def test_json_too_large_for_python_is_quarantined(nextbest_home, tmp_path):
+    lines = tmp_path / "big.jsonl"
+    good = json.dumps({"user_id": "u3", "event_name": "c", "created_at": JAN_1_2024})
+    lines.write_text(
+        '{"user_id": "u1", "event_name": "a", "created_at": 1'
+        + "0" * 5000
+        + "}\n"
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"
+        + good
+        + "\n"
+    )
+    code, output, error = _run(lines)
+    assert code == 0 and error is None, output
+    assert "3 rows: 1 events inserted" in output and "2 quarantined" in output
+    events, kept = _stored()
+    assert events == [("u3", "c", JAN_1_2024)]
+    reasons = {key: reason for key, reason, _ in kept}
+    assert set(reasons) == {"big.jsonl:1", "big.jsonl:2"}
+    assert all(reason.startswith("JSON too large to read") for reason in reasons.values())
+
+
+def test_a_csv_field_longer_than_the_csv_module_default_is_read(nextbest_home, tmp_path):
+    # 131,072 characters was the csv module's limit: the row and every row after it were
+    # set aside as "unreadable CSV from here on".
+    csv = tmp_path / "long.csv"
+    long_name = "x" * 200_000
+    csv.write_text(HEADER + f"u1,{long_name},{JAN_1_2024}\n" + f"u2,b,{JAN_1_2024}\n")
+    code, output, error = _run(csv)
+    assert code == 0 and error is None, output
+    assert "2 rows: 2 events inserted" in output and "0 quarantined" in output
+    events, _ = _stored()
+    assert events == [("u1", long_name, JAN_1_2024), ("u2", "b", JAN_1_2024)]
+
+
+def test_a_broken_quote_keeps_the_rest_from_its_own_line(nextbest_home, tmp_path):
+    # U+2028 inside a quoted cell is no line break for CSV: the rest starts at line 3.
+    csv = tmp_path / "quote.csv"
+    csv.write_text(
+        HEADER + f'u1,"a\u2028b",{JAN_1_2024}\n' + f'"u2,b,{JAN_1_2024}\nu3,c,{JAN_1_2024}\n'
+    )
+    code, output, _ = _run(csv)
+    assert code == 0, output
+    _, kept = _stored()
+    assert [key for key, _, _ in kept] == ["quote.csv:3"]
+    assert json.loads(kept[0][2])["text"] == f'"u2,b,{JAN_1_2024}\nu3,c,{JAN_1_2024}\n'
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        # The file has its own external_id: that one was read, distinct_id ignored.
+        (["distinct_id=external_id"], "columns ['distinct_id', 'external_id'] would all be"),
+        (["distinct_id=created_at"], "columns ['distinct_id', 'created_at'] would all be"),
+    ],
+)
+def test_a_column_mapped_onto_one_the_file_has_is_refused(
+    nextbest_home, tmp_path, columns, message
+):
+    csv = tmp_path / "map.csv"
+    csv.write_text(f"distinct_id,external_id,event_name,created_at\nd1,x1,a,{JAN_1_2024}\n")
+    options = [part for spec in columns for part in ("--column", spec)]
+    result = CliRunner().invoke(app, ["import-events", str(csv), *options])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert message in output
+    assert "Traceback" not in output

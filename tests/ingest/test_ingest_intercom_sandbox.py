@@ -347,6 +347,51 @@ def test_records_served_malformed_are_quarantined_with_their_reason_and_counted(
         assert reports["events"].metadata()["rows_quarantined"] == len(bad_events)
 
 
+def test_contacts_set_aside_land_once_they_are_served_whole(harness_factory):
+    # A contact quarantined by one sync, unchanged since, is outside the next search window;
+    # the incremental id listing finds it, and its events are read with it.
+    with harness_factory() as h:
+        store = h.sb.store
+        h.sb.admin.set_faults("malformed_records")
+        h.sync_intercom("s1")
+        bad = {m["contact"] for m in h.sb.admin.mutations() if m["kind"] == "malformed_contact"}
+        assert len(bad) == 3
+        h.sb.admin.set_faults("none")
+        reports = h.sync_intercom("s2")
+        assert reports["contacts"].notes["mode"] == "incremental"
+        live = [i for i in range(len(store.contacts.ids)) if store.contacts.live[i]]
+        # Those changed within the look-back are found by the search; the others by the listing.
+        before_window = [
+            i
+            for i in live
+            if store.contacts.ids[i] in bad
+            and store.render_contact(i)["updated_at"] < reports["contacts"].notes["window_low"]
+        ]
+        landed = {r[0] for r in h.con.execute("select id from raw.intercom_contacts").fetchall()}
+        assert landed == {store.contacts.ids[i] for i in live}
+        assert before_window
+        assert reports["contacts"].notes["contacts_recovered"] == len(before_window)
+        stamps = dict(h.con.execute("select id, updated_at from raw.intercom_contacts").fetchall())
+        for i in live:
+            if store.contacts.ids[i] in bad:
+                assert stamps[store.contacts.ids[i]] == store.render_contact(i)["updated_at"]
+        events = {
+            r[0]
+            for r in h.con.execute(
+                "select intercom_event_id from raw.intercom_events where contact_id in "
+                f"({', '.join(repr(c) for c in sorted(bad))})"
+            ).fetchall()
+        }
+        assert events == {
+            event_id
+            for i in live
+            if store.contacts.ids[i] in bad
+            for _, _, _, event_id in store.contact_events(i)
+        }
+        # A third sync finds nothing left to recover.
+        assert h.sync_intercom("s3")["contacts"].notes["contacts_recovered"] == 0
+
+
 def test_a_merged_lead_becomes_a_tombstone_and_its_events_move_to_the_user(harness_factory):
     # 9: lead L merged into user U; L answers 404 and is kept as gone.
     with harness_factory() as h:
