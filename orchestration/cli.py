@@ -150,7 +150,11 @@ def import_events(
     file: Annotated[Path, typer.Argument(help="Export of events: CSV, or JSON lines (.jsonl).")],
     column: Annotated[
         list[str] | None,
-        typer.Option("--column", help="Map a column of the file: FILE_COLUMN=event_name, ..."),
+        typer.Option(
+            "--column",
+            help="Map a column of the file, once per column: FILE_COLUMN=NAME, NAME one of "
+            "external_id, contact_id, email, event_name, created_at.",
+        ),
     ] = None,
 ) -> None:
     """Load an export of older Intercom events into the warehouse, de-duplicated."""

@@ -77,3 +77,16 @@ con = duckdb.connect(sys.argv[1])
 print("holding", flush=True)
 time.sleep(300)
 """
+
+
+def test_import_events_help_names_every_column_a_file_column_can_map_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The five names docs/ingestion.md gives first for each accepted column.
+    monkeypatch.setenv("COLUMNS", "400")
+    result = CliRunner().invoke(app, ["import-events", "--help"])
+    assert result.exit_code == 0
+    assert (
+        "FILE_COLUMN=NAME, NAME one of external_id, contact_id, email, event_name, created_at"
+        in " ".join(result.output.split())
+    )
