@@ -40,7 +40,10 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
     bin_dir = Path(sys.executable).parent
     busy = [p for p in (settings.sandbox_port, dagster_port, mlflow_port) if not _port_free(p)]
     if busy:
-        console.print(f"[red]port(s) {busy} already in use[/red]: stop what holds them first")
+        console.print(
+            f"[red]port(s) {busy} already in use[/red]: stop what holds them, or choose others"
+            " with --dagster-port, --mlflow-port and NEXTBEST_SANDBOX_PORT"
+        )
         return 1
     env = dict(os.environ)
     # As in the demo, the sandbox shows the whole event history unless a window is asked for.

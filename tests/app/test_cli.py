@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,25 @@ def test_import_events_help_names_every_column_a_file_column_can_map_to(
         "FILE_COLUMN=NAME, NAME one of external_id, contact_id, email, event_name, created_at"
         in " ".join(result.output.split())
     )
+
+
+def test_ui_on_a_busy_port_names_the_port_and_how_to_choose_another(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from orchestration.ui import run_ui
+
+    with socket.socket() as taken, socket.socket() as free_probe:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        free_probe.bind(("127.0.0.1", 0))
+        free = free_probe.getsockname()[1]
+        monkeypatch.setenv("NEXTBEST_SANDBOX_PORT", str(free))
+        console = Console(record=True, width=400)
+        # The Dagster port is the busy one; nothing is started before the check.
+        assert run_ui(console, busy, free) == 1
+    printed = console.export_text()
+    assert f"port(s) [{busy}] already in use" in printed
+    assert "--dagster-port, --mlflow-port and NEXTBEST_SANDBOX_PORT" in printed
