@@ -276,11 +276,26 @@ def rank_candidates(
 
 
 def reason_text(best: dict, window_days: int) -> str:
-    """One line with the numbers behind a recommendation."""
-    return (
+    """One line with the numbers behind a recommendation.
+
+    When even the best supported candidate is estimated not to raise the chance of paying (a
+    user whose last step is already where converters pay, say), the line says so rather than
+    reading like a promise: the action is still the most common next step of converters, and
+    the growth team can choose not to message those users.
+    """
+    support = (
         f"{best['support']:.0%} of {int(best['n_similar']):,} similar users who converted did "
-        f"this next ({best['level']}); doing it is estimated to move the chance of paying "
-        f"within {window_days} days from {best['score']:.1%} to {best['score_with']:.1%}"
+        f"this next ({best['level']})"
+    )
+    move = f"from {best['score']:.1%} to {best['score_with']:.1%}"
+    if best["score_with"] > best["score"]:
+        return (
+            f"{support}; doing it is estimated to move the chance of paying within "
+            f"{window_days} days {move}"
+        )
+    return (
+        f"{support}; no supported action is estimated to raise the chance of paying within "
+        f"{window_days} days, and this one lowers it least ({move})"
     )
 
 

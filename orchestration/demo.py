@@ -122,7 +122,8 @@ def read_summary(settings: Settings, run_id: str, sandbox: object | None) -> Dem
         summary.example_user = _scalar(
             con,
             "select user_id from ml.next_best_actions where goal = ? and status = 'recommended'"
-            " order by conversion_score desc, user_id limit 1",
+            # The user the model expects an action to help most: the clearest story to show.
+            " order by lift desc, conversion_score desc, user_id limit 1",
             [goal.name],
         )
         summary.contacts_written = _scalar(

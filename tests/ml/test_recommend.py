@@ -71,6 +71,29 @@ def test_supported_candidates_are_ranked_by_lift_and_the_reason_has_the_numbers(
     assert "from 10.0% to 30.0%" in row["reason"]
 
 
+class _Hurting:
+    """A made-up model under which every action lowers the score, c least."""
+
+    def predict(self, frame):
+        c, b = frame["n_action__c"].to_numpy(), frame["n_action__b"].to_numpy()
+        return 0.4 - 0.1 * c - 0.3 * b
+
+    raw_scores = predict
+
+
+def test_when_no_action_is_estimated_to_help_the_reason_says_so():
+    recs = recommend(_states([("u", 1, 0, 0, "a")]), _Hurting(), CATALOGUE, _support(), 0.2, 7)
+    row = recs.iloc[0]
+    # c lowers 40% to 30% (lift -0.1), b to 10% (-0.3): c is the least harm
+    assert (row["status"], row["action"]) == ("recommended", "c")
+    assert np.isclose(row["lift"], -0.1)
+    assert row["reason"] == (
+        "33% of 3 similar users who converted did this next (same actions done and same last "
+        "action); no supported action is estimated to raise the chance of paying within 7 "
+        "days, and this one lowers it least (from 40.0% to 30.0%)"
+    )
+
+
 def test_an_unsupported_action_is_not_proposed_however_large_its_lift():
     recs = recommend(_states([("u", 1, 0, 0, "a")]), _predict, CATALOGUE, _support(), 0.5, 7)
     assert recs.loc[0, "action"] == "b"
