@@ -694,6 +694,7 @@ def _flush_events(
         contact = result.contact
         oldest: int | None = None
         parsed: list[EventRow] = []
+        set_aside = len(bad)
         for event in result.events:
             try:
                 parsed.append(_event_row(contact, event))
@@ -710,9 +711,11 @@ def _flush_events(
         if result.missing:
             continue
         start = complete_from(contact, read_at, oldest, settings.event_retention_days)
-        coverage.append(
-            (contact.contact_id, contact.external_id, start, read_at, contact.updated_at)
-        )
+        # A contact with events set aside is read again by the next sync (no `updated_at`
+        # to compare with): a contact's events are re-read only when it changes, so an event
+        # served whole later would otherwise never land.
+        seen_at = contact.updated_at if len(bad) == set_aside else None
+        coverage.append((contact.contact_id, contact.external_id, start, read_at, seen_at))
     con.execute("begin transaction")
     try:
         counts = upsert_events(con, rows, sync_id)

@@ -208,6 +208,18 @@ def sync_stripe_stream(
     return report
 
 
+def _set_aside_last_sync(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Records of the stream quarantined by the sync that committed its cursor."""
+    return con.execute(
+        f"""
+        select count(*) from {RAW_SCHEMA}.quarantine as q
+        join {RAW_SCHEMA}.sync_state as s on s.stream = q.stream and s.sync_id = q.sync_id
+        where q.stream = ?
+        """,
+        [table],
+    ).fetchone()[0]
+
+
 def _read(
     client: stripe.StripeClient,
     con: duckdb.DuckDBPyConnection,
@@ -225,6 +237,11 @@ def _read(
     mode = "incremental"
     if state is None:
         mode = "full"
+    elif set_aside := _set_aside_last_sync(con, table):
+        # Objects set aside are outside every later `created` window and, without an id or
+        # an event, are never asked for again: the next sync lists the stream whole.
+        mode = "full (records set aside by the last sync)"
+        log.warning("%s: the last sync set %d records aside: re-listing in full", table, set_aside)
     elif state["events"] < now - retention:
         mode = "full (events cursor older than Stripe keeps events)"
         log.warning(

@@ -392,6 +392,39 @@ def test_contacts_set_aside_land_once_they_are_served_whole(harness_factory):
         assert h.sync_intercom("s3")["contacts"].notes["contacts_recovered"] == 0
 
 
+def test_events_set_aside_land_once_they_are_served_whole(harness_factory):
+    # A contact's events are re-read only when it changes; one whose event was quarantined
+    # is read again by the next sync, until nothing of it is set aside.
+    with harness_factory() as h:
+        store = h.sb.store
+        h.sb.admin.set_faults("malformed_records")
+        first = h.sync_intercom("s1")
+        bad = {
+            m["event"]: m["contact"]
+            for m in h.sb.admin.mutations()
+            if m["kind"] == "malformed_event"
+        }
+        assert len(bad) == 3
+        assert first["events"].metadata()["rows_quarantined"] == 3
+        stored_after_first = h.count("select count(*) from raw.intercom_events")
+        h.sb.admin.set_faults("none")
+        second = h.sync_intercom("s2")
+        events = {
+            r[0]
+            for r in h.con.execute("select intercom_event_id from raw.intercom_events").fetchall()
+        }
+        assert set(bad) <= events
+        live = [i for i in range(len(store.contacts.ids)) if store.contacts.live[i]]
+        assert events == {event_id for i in live for _, _, _, event_id in store.contact_events(i)}
+        # The 3 events set aside, and those of the contacts set aside by s1 (found again by
+        # the contacts' id listing).
+        inserted = second["events"].metadata()["rows_inserted"]
+        assert inserted == len(events) - stored_after_first
+        # Whole now: the third sync reads none of them again.
+        third = h.sync_intercom("s3")
+        assert third["events"].metadata()["requests"] == 0
+
+
 def test_a_merged_lead_becomes_a_tombstone_and_its_events_move_to_the_user(harness_factory):
     # 9: lead L merged into user U; L answers 404 and is kept as gone.
     with harness_factory() as h:
