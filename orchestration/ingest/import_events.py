@@ -91,6 +91,7 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 # Day and month in either order (01/05/2024, 5.1.24): not ISO 8601, and no way to tell which.
 _LOCAL_DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}(\D.*)?")
+_LINE_END = re.compile(r"\r\n?|\n")
 # Control characters other than tab and line breaks mark a corrupt cell.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -235,10 +236,9 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
 def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
     records: list[Record] = []
     header: dict[str, None] = {}
-    # Only a newline ends a JSON line: str.splitlines() would also cut at U+2028, U+0085 and
-    # other separators that JSON strings may hold unescaped.
-    for line, raw in enumerate(text.split("\n"), start=1):
-        raw = raw.removesuffix("\r")
+    # Only \n, \r\n or \r end a JSON line (neither may stand unescaped in a JSON string):
+    # str.splitlines() would also cut at U+2028, U+0085 and others that JSON strings may hold.
+    for line, raw in enumerate(_LINE_END.split(text), start=1):
         if not raw.strip():
             continue
         try:

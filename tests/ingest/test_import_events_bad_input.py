@@ -178,7 +178,8 @@ def test_a_huge_exponent_is_quarantined_not_a_crash(nextbest_home, tmp_path):
     ]
 
 
-def test_json_lines_are_cut_at_newlines_only(nextbest_home, tmp_path):
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_json_lines_are_cut_at_newlines_only(nextbest_home, tmp_path, end):
     # JSON strings may hold U+2028 and U+0085 unescaped; they do not end a JSON line.
     lines = tmp_path / "sep.jsonl"
     rows = [
@@ -186,7 +187,7 @@ def test_json_lines_are_cut_at_newlines_only(nextbest_home, tmp_path):
         {"user_id": "u2", "event_name": "a\x85b", "created_at": JAN_1_2024},
         {"user_id": "u3", "event_name": "c", "created_at": "nan"},
     ]
-    lines.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows))
+    lines.write_bytes("".join(json.dumps(r, ensure_ascii=False) + end for r in rows).encode())
     code, output, error = _run(lines)
     assert code == 0 and error is None, output
     assert "3 rows: 2 events inserted" in output and "1 quarantined" in output
