@@ -97,6 +97,10 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
                     "127.0.0.1",
                     "--port",
                     str(mlflow_port),
+                    # One browser on a laptop needs one worker; the default four take over a
+                    # minute to start on two busy cores, against the 120 s we wait for the port.
+                    "--workers",
+                    "1",
                 ],
                 mlflow_port,
             )
