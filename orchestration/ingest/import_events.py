@@ -90,6 +90,7 @@ MAGNITUDES = (len(str(EARLIEST)) - 1, len(str(LATEST * UNITS[-1][0])) - 1)
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 # Day and month in either order (01/05/2024, 5.1.24): not ISO 8601, and no way to tell which.
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(\D|$)")
 _LOCAL_DATE = re.compile(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}(\D.*)?")
 _LINE_END = re.compile(r"\r\n?|\n")
 # Control characters other than tab and line breaks mark a corrupt cell.
@@ -310,7 +311,10 @@ def read_time(value: str | None) -> tuple[int | None, str | None]:
         return None, _implausible(value)
     try:
         stamp = datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as error:
+        if _ISO_DATE.match(text):
+            # Written as ISO 8601, but no such day or hour: say which part is wrong.
+            return None, f"unreadable time {value!r}: {error}"
         if _LOCAL_DATE.fullmatch(text):
             return None, f"ambiguous time {value!r}: write ISO 8601 (2024-05-01) or Unix seconds"
         return None, f"unreadable time {value!r}"

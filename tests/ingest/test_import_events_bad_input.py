@@ -264,3 +264,20 @@ def test_a_column_mapped_onto_one_the_file_has_is_refused(
     assert result.exit_code == 1, output
     assert message in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # ISO 8601 in form, but no such day, month or hour: not a day-month mix-up.
+        ("2024-02-30", "unreadable time '2024-02-30': day is out of range for month"),
+        ("2024-13-01", "unreadable time '2024-13-01': month must be in 1..12"),
+        ("2024-01-01T25:00:00", "unreadable time '2024-01-01T25:00:00': hour must be in 0..23"),
+        ("05/01/2024", "ambiguous time '05/01/2024'"),
+        ("2024-1-5", "ambiguous time '2024-1-5'"),
+    ],
+)
+def test_read_time_tells_an_impossible_date_from_an_ambiguous_one(text, reason):
+    seconds, got = read_time(text)
+    assert seconds is None
+    assert got.startswith(reason)
