@@ -19,6 +19,8 @@ class _App(typer.Typer):
         import duckdb
         from pydantic import ValidationError
 
+        from orchestration.warehouse import NotAWarehouse
+
         try:
             return super().__call__(*args, **kwargs)
         except ValidationError as error:
@@ -28,6 +30,9 @@ class _App(typer.Typer):
                 Console(stderr=True).print(
                     f"[red]setting {variable}={value!r}: {problem['msg']}[/red]", markup=True
                 )
+            raise SystemExit(1) from None
+        except NotAWarehouse as error:
+            Console(stderr=True).print(str(error), markup=False, soft_wrap=True)
             raise SystemExit(1) from None
         except duckdb.IOException as error:
             # DuckDB lets one process write the file; its message names that process's PID.

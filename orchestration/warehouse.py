@@ -93,12 +93,38 @@ RAW_DDL += [
 ]
 
 
+class NotAWarehouse(duckdb.IOException):
+    """The warehouse path is a directory or a file that is not a DuckDB database."""
+
+
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, creating its folder when missing."""
+    """Open the warehouse, creating its folder when missing.
+
+    Raises:
+        NotAWarehouse: The path is a directory, or an existing file that is not a DuckDB
+            database (DuckDB would open a CSV or Parquet file as a table of an in-memory
+            database, and every write would be lost on close).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise NotAWarehouse(f"warehouse {path} is a directory, not a DuckDB database file")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.CatalogException as error:
+        # Read-only, DuckDB refuses the in-memory database it would make of such a file.
+        raise NotAWarehouse(f"warehouse {path} is not a DuckDB database file") from error
+    stored = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    if stored is None or stored[0] is None:
+        con.close()
+        raise NotAWarehouse(
+            f"warehouse {path} is not a DuckDB database file; point NEXTBEST_WAREHOUSE at a "
+            "new or existing .duckdb file"
+        )
+    return con
 
 
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:

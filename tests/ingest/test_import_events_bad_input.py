@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +19,7 @@ from orchestration.warehouse import connect
 
 HEADER = "user_id,event_name,created_at\n"
 JAN_1_2024 = 1_704_067_200  # 2024-01-01T00:00:00Z
+WIDE = {"COLUMNS": "400"}  # rich wraps at the terminal width, inside a path too
 
 
 def _run(path) -> tuple[int, str, BaseException | None]:
@@ -281,3 +286,31 @@ def test_read_time_tells_an_impossible_date_from_an_ambiguous_one(text, reason):
     seconds, got = read_time(text)
     assert seconds is None
     assert got.startswith(reason)
+
+
+@pytest.mark.parametrize("kind", ["csv", "directory"])
+def test_a_warehouse_path_that_is_not_a_database_is_refused(
+    nextbest_home, tmp_path, monkeypatch, kind
+):
+    # DuckDB opens a CSV file as a table of an in-memory database: the import reported
+    # "raw.intercom_events now holds 1 events" and every write was lost on close.
+    target = tmp_path / "events.csv"
+    if kind == "csv":
+        target.write_text(HEADER + f"u0,z,{JAN_1_2024}\n")
+    else:
+        target.mkdir()
+    before = target.read_bytes() if kind == "csv" else None
+    monkeypatch.setenv("NEXTBEST_WAREHOUSE", str(target))
+    export = tmp_path / "e.csv"
+    export.write_text(HEADER + f"u1,a,{JAN_1_2024}\n")
+    nextbest = Path(sys.executable).parent / "nextbest"
+    for args in (["import-events", str(export)], ["user", "u1"]):
+        done = subprocess.run(
+            [str(nextbest), *args], capture_output=True, text=True, env=os.environ | WIDE
+        )
+        output = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode == 1, output
+        assert "Traceback" not in output
+        assert f"warehouse {target} is " in output and "not a DuckDB database file" in output
+    if before is not None:
+        assert target.read_bytes() == before
