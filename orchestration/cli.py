@@ -64,6 +64,8 @@ def show_settings(
     """Print every setting, its environment variable, default and current value."""
     from orchestration.settings import settings_classes, settings_table
 
+    if markdown and env_example:
+        raise typer.BadParameter("choose one of --markdown and --env-example, not both")
     if markdown:
         console.print("| variable | default | meaning |\n| --- | --- | --- |", soft_wrap=True)
         for variable, default, meaning in settings_table():

@@ -49,6 +49,17 @@ def test_the_settings_table_and_env_example_are_exactly_what_the_command_prints(
     assert (ROOT / ".env.example").read_text() == example.output
 
 
+def test_asking_for_both_printouts_at_once_is_refused() -> None:
+    from typer.testing import CliRunner
+
+    from orchestration.cli import app
+
+    both = CliRunner().invoke(app, ["settings", "--markdown", "--env-example"])
+    # 2 is click's exit code for a usage error
+    assert both.exit_code == 2
+    assert "choose one of --markdown and --env-example" in both.output
+
+
 def test_every_variable_the_docs_name_is_one_that_is_read() -> None:
     from orchestration.settings import settings_table
 
