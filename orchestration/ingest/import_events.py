@@ -64,6 +64,7 @@ class ImportReport:
     keys_unmatched: int = 0
     emails_ambiguous: int = 0
     coverage_extended: int = 0
+    rekeyed: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -72,6 +73,7 @@ class ImportReport:
         return (
             f"{self.rows:,} rows: {c.inserted:,} events inserted, {c.unchanged:,} already "
             f"stored, {c.duplicates:,} repeated in the file, {c.quarantined:,} quarantined; "
+            f"{self.rekeyed:,} copies imported before their contact was synced moved to it; "
             f"{self.contacts_matched:,} contacts matched, {self.keys_unmatched:,} user ids "
             f"with no contact (kept under the user id), {self.emails_ambiguous:,} emails "
             f"shared by several contacts (not matched), history extended for "
@@ -381,6 +383,7 @@ def import_events(
     ambiguous: set[str] = set()
     bad: list[tuple[str | None, str, Any]] = []
     parsed: list[tuple[str, str | None, str | None, str | None, str, int, dict]] = []
+    former: list[set[str]] = []
     unmatched: set[str] = set()
     for item in records:
         where = f"{path.name}:{item.line}"
@@ -424,8 +427,19 @@ def import_events(
             "source_file": path.name,
             "source_line": item.line,
         }
+        # The keys an earlier import may have stored this event under, before its contact
+        # was synced: once the contact is known, that copy moves to the contact's key.
+        earlier = {given_contact, external, f"email:{email}" if email else None} - {key, None}
         parsed.append((key, contact, external, email, name, created, payload))
+        former.append(earlier if contact is not None else set())
     ordinals = with_ordinals((key, name, created) for key, _, _, _, name, created, _ in parsed)
+    stale = [
+        event_key(old_key, name, created, ordinal)
+        for (_, _, _, _, name, created, _), keys, ordinal in zip(
+            parsed, former, ordinals, strict=True
+        )
+        for old_key in sorted(keys)
+    ]
     rows = [
         EventRow(
             id=event_key(key, name, created, ordinal),
@@ -442,8 +456,19 @@ def import_events(
             parsed, ordinals, strict=True
         )
     ]
+    stale = sorted(set(stale) - {row.id for row in rows})
     con.execute("begin transaction")
     try:
+        if stale:
+            # Only imported copies move; what the API stored is left as it is.
+            report.rekeyed = len(
+                con.execute(
+                    f"delete from {RAW_SCHEMA}.intercom_events"
+                    " where source = 'import' and id in (select unnest(?::varchar[]))"
+                    " returning 1",
+                    [stale],
+                ).fetchall()
+            )
         report.counts = upsert_events(con, rows, sync_id)
         report.counts.quarantined = quarantine(con, "import_events", bad, sync_id)
         report.coverage_extended = _extend_coverage(con, rows, sync_id)

@@ -99,3 +99,42 @@ def test_the_documented_column_names_are_the_accepted_ones(nextbest_home, tmp_pa
         assert _events(con) == [
             (event_key("c-9", "main", 1_577_872_800), None, None, "main", 1_577_872_800, "import")
         ]
+
+
+def test_events_imported_before_their_contact_was_synced_move_to_it_on_a_re_import(
+    nextbest_home, tmp_path
+):
+    t = 1_577_872_800  # 2020-01-01 10:00:00 UTC
+    export = tmp_path / "export.csv"
+    export.write_text(f"user_id,email,event,timestamp\nu1,,main,{t}\n,a@x.test,cart,{t}\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["import-events", str(export)]).exit_code == 0
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+    with connect(get_settings().warehouse) as con:
+        # No contact yet: kept under the user id and under the e-mail.
+        assert [r[0] for r in _events(con)] == sorted(
+            [md5(f"u1|main|{t}"), md5(f"email:a@x.test|cart|{t}")]
+        )
+        # A sync then stores the contacts: c-1 has external id u1, c-2 the only a@x.test.
+        for contact_id, payload in (
+            ("c-1", {"id": "c-1", "external_id": "u1"}),
+            ("c-2", {"id": "c-2", "email": "a@x.test"}),
+        ):
+            con.execute(
+                "insert into raw.intercom_contacts values (?, 1, ?, false, null, 's1', now())",
+                [contact_id, json.dumps(payload)],
+            )
+    result = runner.invoke(app, ["import-events", str(export)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    with connect(get_settings().warehouse, read_only=True) as con:
+        rows = _events(con)
+    # u1's event moves to c-1. An e-mail alone never picks a contact, so a@x.test's stays.
+    assert rows == sorted(
+        [
+            (md5(f"c-1|main|{t}"), "c-1", "u1", "main", t, "import"),
+            (md5(f"email:a@x.test|cart|{t}"), None, None, "cart", t, "import"),
+        ]
+    )
+    assert "1 events inserted, 1 already stored" in output
+    assert "1 copies imported before their contact was synced moved to it" in output
