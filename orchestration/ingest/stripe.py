@@ -184,6 +184,10 @@ def sync_stripe_stream(
             read.events_from, state["events"] if state and read.mode == "incremental" else 0
         ),
     }
+    if read.mode == RELIST_FOR_SET_ASIDE:
+        # Noted so that records still unreadable after the re-list do not make every later
+        # sync a full one: they stay in the quarantine, counted, until a full refresh.
+        new_state["relisted_for_set_aside"] = 1
     con.execute("begin transaction")
     try:
         report.counts = upsert_objects(con, table, rows, sync_id)
@@ -206,6 +210,9 @@ def sync_stripe_stream(
     report.seconds = time.monotonic() - started
     log.info(report.summary())
     return report
+
+
+RELIST_FOR_SET_ASIDE = "full (records set aside by the last sync)"
 
 
 def _set_aside_last_sync(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -237,10 +244,12 @@ def _read(
     mode = "incremental"
     if state is None:
         mode = "full"
-    elif set_aside := _set_aside_last_sync(con, table):
+    elif not state.get("relisted_for_set_aside") and (
+        set_aside := _set_aside_last_sync(con, table)
+    ):
         # Objects set aside are outside every later `created` window and, without an id or
-        # an event, are never asked for again: the next sync lists the stream whole.
-        mode = "full (records set aside by the last sync)"
+        # an event, are never asked for again: the next sync lists the stream whole, once.
+        mode = RELIST_FOR_SET_ASIDE
         log.warning("%s: the last sync set %d records aside: re-listing in full", table, set_aside)
     elif state["events"] < now - retention:
         mode = "full (events cursor older than Stripe keeps events)"

@@ -412,6 +412,25 @@ def test_stripe_objects_set_aside_land_when_the_next_sync_lists_them_whole(harne
         assert sum(first[t].counts.quarantined for t in KINDS) > 0
 
 
+def test_records_still_unreadable_after_the_re_list_do_not_make_every_sync_a_full_one(
+    harness_factory,
+):
+    with harness_factory() as h:
+        h.sb.admin.set_faults("stripe_malformed", stripe_malformed_every=5)
+        first = h.sync_stripe("s1")
+        second = h.sync_stripe("s2")  # served the same broken objects again
+        third = h.sync_stripe("s3")
+        relisted = [t for t in KINDS if first[t].counts.quarantined]
+        assert relisted
+        for table in KINDS:
+            relist = "full (records set aside by the last sync)"
+            expected = relist if table in relisted else "incremental"
+            assert second[table].notes["mode"] == expected, table
+            # The re-list set the same records aside again; they are not listed whole again.
+            assert second[table].counts.quarantined == first[table].counts.quarantined, table
+            assert third[table].notes["mode"] == "incremental", table
+
+
 def served_id(served: dict[str, dict], payload: dict) -> str:
     """The id of the served object a payload without one was cut from."""
     (match,) = [
