@@ -76,13 +76,18 @@ RAW_DDL += [
         sync_id varchar not null,
         loaded_at timestamptz not null
     )""",
+    # One row per record set aside (same stream, key, reason and payload): `sync_id` and
+    # `loaded_at` say when it was first set aside, the `last_seen_*` columns when last.
     f"""create table if not exists {RAW_SCHEMA}.quarantine (
         stream varchar not null,
         record_key varchar,
         reason varchar not null,
         payload varchar,
         sync_id varchar not null,
-        loaded_at timestamptz not null
+        loaded_at timestamptz not null,
+        last_seen_sync_id varchar,
+        last_seen_at timestamptz,
+        times_seen integer
     )""",
     f"""create table if not exists {RAW_SCHEMA}.sync_state (
         stream varchar primary key,
@@ -127,10 +132,68 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     return con
 
 
+# The same record set aside again: the columns that tell it apart from another record.
+QUARANTINE_IDENTITY = ("stream", "record_key", "reason", "payload")
+
+
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw layer's schema and tables when missing; existing tables are kept."""
+    """Create the raw layer's schema and tables when missing; existing tables are kept.
+
+    A warehouse made before the quarantine recorded repeats gains those columns here.
+    """
     for statement in RAW_DDL:
         con.execute(statement)
+    _migrate_quarantine(con)
+
+
+def _migrate_quarantine(con: duckdb.DuckDBPyConnection) -> None:
+    columns = {
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = 'quarantine' "
+            "and table_catalog = current_database()",
+            [RAW_SCHEMA],
+        ).fetchall()
+    }
+    if "times_seen" in columns:
+        return
+    # Earlier versions added a row each time a record was set aside again: fold each
+    # record's rows into its first, noting the last time and how many there were.
+    identity = ", ".join(QUARANTINE_IDENTITY)
+    con.execute("begin transaction")
+    try:
+        for name, kind in (
+            ("last_seen_sync_id", "varchar"),
+            ("last_seen_at", "timestamptz"),
+            ("times_seen", "integer"),
+        ):
+            con.execute(
+                f"alter table {RAW_SCHEMA}.quarantine add column if not exists {name} {kind}"
+            )
+        con.execute(
+            f"""
+            create or replace temp table _quarantine_folded as
+            select {identity}, first(sync_id order by loaded_at, sync_id) as sync_id,
+                min(loaded_at) as loaded_at,
+                last(sync_id order by loaded_at, sync_id) as last_seen_sync_id,
+                max(loaded_at) as last_seen_at, count(*)::integer as times_seen
+            from {RAW_SCHEMA}.quarantine
+            group by all
+            """
+        )
+        con.execute(f"delete from {RAW_SCHEMA}.quarantine")
+        con.execute(
+            f"""
+            insert into {RAW_SCHEMA}.quarantine by name
+            select * from _quarantine_folded
+            """
+        )
+        con.execute("drop table _quarantine_folded")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 @contextmanager

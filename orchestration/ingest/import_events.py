@@ -65,15 +65,23 @@ class ImportReport:
     emails_ambiguous: int = 0
     coverage_extended: int = 0
     rekeyed: int = 0
+    emails_rekeyed: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
-        """One line with the numbers."""
+        """One line with the numbers.
+
+        The rows are the events inserted, those already stored and those quarantined: a row
+        repeating an earlier one's contact, name and second is a further event of that
+        second (numbered by its ordinal), never dropped as a copy.
+        """
         c = self.counts
         return (
             f"{self.rows:,} rows: {c.inserted:,} events inserted, {c.unchanged:,} already "
-            f"stored, {c.duplicates:,} repeated in the file, {c.quarantined:,} quarantined; "
-            f"{self.rekeyed:,} copies imported before their contact was synced moved to it; "
+            f"stored, {c.quarantined:,} quarantined; "
+            f"{self.rekeyed:,} copies imported before their contact was synced moved to it, "
+            f"{self.emails_rekeyed:,} stored under an e-mail in other case moved to its "
+            f"lower-case key; "
             f"{self.contacts_matched:,} contacts matched, {self.keys_unmatched:,} user ids "
             f"with no contact (kept under the user id), {self.emails_ambiguous:,} emails "
             f"shared by several contacts (not matched), history extended for "
@@ -384,6 +392,9 @@ def import_events(
     bad: list[tuple[str | None, str, Any]] = []
     parsed: list[tuple[str, str | None, str | None, str | None, str, int, dict]] = []
     former: list[set[str]] = []
+    # The key of each row while its contact is not synced, e-mail lower-cased and as written
+    # (versions before e-mail keys were lower-cased): an earlier import used one of them.
+    unsynced: list[tuple[str, str]] = []
     unmatched: set[str] = set()
     for item in records:
         where = f"{path.name}:{item.line}"
@@ -411,13 +422,17 @@ def import_events(
             contact = None
         if contact is None and external is not None:
             contact = by_external.get(external)
+        # Intercom compares e-mails without regard to case: `Lee@x.com` and `lee@x.com`
+        # key one event. The `email` column and the payload keep it as written.
+        email_key = f"email:{email.lower()}" if email else None
+        written_key = f"email:{email}" if email else None
         # A contact id not synced yet still keys the row as the API will key that contact's
         # event, so a later read of the same event replaces this copy.
-        key = contact or given_contact or external or f"email:{email}"
+        key = contact or given_contact or external or email_key
         if contact is None:
             unmatched.add(key)
             # An email alone never picks a contact: it is not unique in Intercom.
-            if key == f"email:{email}" and contacts_by_email.get(email.lower(), 0) > 1:
+            if key == email_key and contacts_by_email.get(email.lower(), 0) > 1:
                 ambiguous.add(email.lower())
         payload = {
             "event_name": name,
@@ -429,17 +444,34 @@ def import_events(
         }
         # The keys an earlier import may have stored this event under, before its contact
         # was synced: once the contact is known, that copy moves to the contact's key.
-        earlier = {given_contact, external, f"email:{email}" if email else None} - {key, None}
+        earlier = {given_contact, external, email_key, written_key} - {key, None}
         parsed.append((key, contact, external, email, name, created, payload))
         former.append(earlier if contact is not None else set())
+        unsynced.append(
+            (given_contact or external or email_key, given_contact or external or written_key)
+        )
     ordinals = with_ordinals((key, name, created) for key, _, _, _, name, created, _ in parsed)
-    stale = [
+    moved = [
         event_key(old_key, name, created, ordinal)
         for (_, _, _, _, name, created, _), keys, ordinal in zip(
             parsed, former, ordinals, strict=True
         )
         for old_key in sorted(keys)
     ]
+    # The exact ids an earlier import gave: the ordinals counted among the rows keyed alike
+    # then, which differ from today's where today's key joins rows that were apart.
+    recased: list[str] = []
+    for scheme in (0, 1):
+        keys = [
+            (old[scheme], name, created)
+            for old, (*_, name, created, _) in zip(unsynced, parsed, strict=True)
+        ]
+        for (old_key, name, created), entry, ordinal in zip(
+            keys, parsed, with_ordinals(keys), strict=True
+        ):
+            # A row with no contact is keyed as then but for the e-mail's case, if at all.
+            by_case = entry[1] is None and old_key != entry[0]
+            (recased if by_case else moved).append(event_key(old_key, name, created, ordinal))
     rows = [
         EventRow(
             id=event_key(key, name, created, ordinal),
@@ -456,19 +488,14 @@ def import_events(
             parsed, ordinals, strict=True
         )
     ]
-    stale = sorted(set(stale) - {row.id for row in rows})
+    current = {row.id for row in rows}
+    stale_moved = sorted(set(moved) - current)
+    stale_recased = sorted(set(recased) - current - set(moved))
     con.execute("begin transaction")
     try:
-        if stale:
-            # Only imported copies move; what the API stored is left as it is.
-            report.rekeyed = len(
-                con.execute(
-                    f"delete from {RAW_SCHEMA}.intercom_events"
-                    " where source = 'import' and id in (select unnest(?::varchar[]))"
-                    " returning 1",
-                    [stale],
-                ).fetchall()
-            )
+        # Only imported copies move; what the API stored is left as it is.
+        report.rekeyed = _delete_imported(con, stale_moved)
+        report.emails_rekeyed = _delete_imported(con, stale_recased)
         report.counts = upsert_events(con, rows, sync_id)
         report.counts.quarantined = quarantine(con, "import_events", bad, sync_id)
         report.coverage_extended = _extend_coverage(con, rows, sync_id)
@@ -488,6 +515,19 @@ def import_events(
     report.seconds = time.monotonic() - started
     log.info("import-events %s: %s", path, report.summary())
     return report
+
+
+def _delete_imported(con: duckdb.DuckDBPyConnection, ids: list[str]) -> int:
+    """Delete the imported events of these ids; returns how many there were."""
+    if not ids:
+        return 0
+    deleted = con.execute(
+        f"delete from {RAW_SCHEMA}.intercom_events"
+        " where source = 'import' and id in (select unnest(?::varchar[]))"
+        " returning 1",
+        [ids],
+    ).fetchall()
+    return len(deleted)
 
 
 def _extend_coverage(con: duckdb.DuckDBPyConnection, rows: list[EventRow], sync_id: str) -> int:

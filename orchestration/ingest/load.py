@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.warehouse import OBJECT_TABLES, RAW_SCHEMA
+from orchestration.warehouse import OBJECT_TABLES, QUARANTINE_IDENTITY, RAW_SCHEMA
 
 # Intercom sends Unix seconds; a value this large is almost surely milliseconds (year > 5138).
 MILLISECONDS_THRESHOLD = 10**11
@@ -139,21 +139,41 @@ def quarantine(
     records: Iterable[tuple[str | None, str, Any]],
     sync_id: str,
 ) -> int:
-    """Store records that could not be parsed as (key, reason, payload); returns how many."""
+    """Set aside records that could not be parsed, as (key, reason, payload).
+
+    A record already set aside (same stream, key, reason and payload) keeps its first row,
+    which only notes when it was seen again, so the table holds each record once however
+    often syncs or imports meet it.
+
+    Returns:
+        How many records this call set aside, those set aside before included.
+    """
     rows = [
         (stream, key, reason, payload if isinstance(payload, str) else canonical_json(payload))
         for key, reason, payload in records
     ]
     if not rows:
         return 0
-    columns = ("stream", "record_key", "reason", "payload")
-    insert_rows(
-        con,
-        f"insert into {RAW_SCHEMA}.quarantine select *, ?, ? from _rows",
-        [sync_id, now_utc()],
-        columns,
-        rows,
-    )
+    table = f"{RAW_SCHEMA}.quarantine"
+    same = " and ".join(f"q.{c} is not distinct from r.{c}" for c in QUARANTINE_IDENTITY)
+    identity = ", ".join(QUARANTINE_IDENTITY)
+    # Read twice in one call (a Stripe object listed and in the feed) counts as seen once.
+    update = f"""
+        update {table} as q
+        set last_seen_sync_id = ?, last_seen_at = ?, times_seen = coalesce(q.times_seen, 1) + 1
+        from (select distinct * from _rows) as r
+        where {same}
+    """
+    insert = f"""
+        insert into {table} ({identity}, sync_id, loaded_at, last_seen_sync_id, last_seen_at,
+            times_seen)
+        select distinct {identity}, ?, ?, ?, ?, 1
+        from _rows as r
+        where not exists (select 1 from {table} as q where {same})
+    """
+    now = now_utc()
+    insert_rows(con, update, [sync_id, now], QUARANTINE_IDENTITY, rows)
+    insert_rows(con, insert, [sync_id, now, sync_id, now], QUARANTINE_IDENTITY, rows)
     return len(rows)
 
 
