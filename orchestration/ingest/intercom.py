@@ -35,6 +35,7 @@ from orchestration.ingest.load import (
     insert_rows,
     now_utc,
     quarantine,
+    quarantined_already,
     set_cursor,
     tombstone,
     upsert_events,
@@ -204,9 +205,13 @@ def sync_contacts(
         searched = {r.get("id") for r in records if isinstance(r, dict)}
         missed = [c for c in listing if c.get("id") not in stored | searched]
         more, more_bad, _ = _parse_objects(stream, missed)
+        # One listed as it was when set aside would be set aside again for the same reason:
+        # it stays in the quarantine, not counted again, until it changes or a full refresh.
+        known = quarantined_already(con, stream, more_bad)
         rows += more
-        bad += more_bad
+        bad += [record for record, seen in zip(more_bad, known, strict=True) if not seen]
         report.notes["contacts_recovered"] = len(more)
+        report.notes["contacts_left_set_aside"] = sum(known)
     alive = {
         r[0]
         for r in con.execute(
@@ -690,6 +695,9 @@ def _flush_events(
     rows: list[EventRow] = []
     bad: list[tuple[str | None, str, Any]] = []
     coverage: list[tuple[Any, ...]] = []
+    # Per contact with events set aside: its coverage row, its records in `bad` and the
+    # `updated_at` to note once the retry is spent.
+    retry: list[tuple[int, int, int, int | None]] = []
     for result in results:
         contact = result.contact
         oldest: int | None = None
@@ -715,9 +723,17 @@ def _flush_events(
         # to compare with): a contact's events are re-read only when it changes, so an event
         # served whole later would otherwise never land.
         seen_at = contact.updated_at if len(bad) == set_aside else None
+        if len(bad) > set_aside:
+            retry.append((len(coverage), set_aside, len(bad), contact.updated_at))
         coverage.append((contact.contact_id, contact.external_id, start, read_at, seen_at))
     con.execute("begin transaction")
     try:
+        # Once only: a read that sets aside nothing new (the same events, as served before)
+        # was that retry, and the contact is read again when it changes or on a full refresh.
+        known = quarantined_already(con, "intercom_events", bad)
+        for index, low, high, updated_at in retry:
+            if all(known[low:high]):
+                coverage[index] = (*coverage[index][:4], updated_at)
         counts = upsert_events(con, rows, sync_id)
         counts.quarantined = quarantine(con, "intercom_events", bad, sync_id)
         if coverage:

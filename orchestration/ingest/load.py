@@ -148,10 +148,7 @@ def quarantine(
     Returns:
         How many records this call set aside, those set aside before included.
     """
-    rows = [
-        (stream, key, reason, payload if isinstance(payload, str) else canonical_json(payload))
-        for key, reason, payload in records
-    ]
+    rows = _quarantine_rows(stream, records)
     if not rows:
         return 0
     table = f"{RAW_SCHEMA}.quarantine"
@@ -175,6 +172,46 @@ def quarantine(
     insert_rows(con, update, [sync_id, now], QUARANTINE_IDENTITY, rows)
     insert_rows(con, insert, [sync_id, now, sync_id, now], QUARANTINE_IDENTITY, rows)
     return len(rows)
+
+
+def quarantined_already(
+    con: duckdb.DuckDBPyConnection,
+    stream: str,
+    records: list[tuple[str | None, str, Any]],
+) -> list[bool]:
+    """Whether each record (key, reason, payload) is in the quarantine already, in order."""
+    rows = _quarantine_rows(stream, records)
+    if not rows:
+        return []
+    same = " and ".join(f"q.{c} is not distinct from r.{c}" for c in QUARANTINE_IDENTITY)
+    table = pa.Table.from_pylist(
+        [
+            dict(zip(("position", *QUARANTINE_IDENTITY), (i, *row), strict=True))
+            for i, row in enumerate(rows)
+        ]
+    )
+    _register(con, "_asked", table)
+    try:
+        found = con.execute(
+            f"""
+            select r.position from _asked as r
+            where exists (select 1 from {RAW_SCHEMA}.quarantine as q where {same})
+            """
+        ).fetchall()
+    finally:
+        con.unregister("_asked")
+    known = {position for (position,) in found}
+    return [i in known for i in range(len(rows))]
+
+
+def _quarantine_rows(
+    stream: str, records: Iterable[tuple[str | None, str, Any]]
+) -> list[tuple[str, str | None, str, str]]:
+    # Payloads as stored: text as given, anything else as canonical JSON.
+    return [
+        (stream, key, reason, payload if isinstance(payload, str) else canonical_json(payload))
+        for key, reason, payload in records
+    ]
 
 
 def insert_rows(

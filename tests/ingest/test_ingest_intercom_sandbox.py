@@ -425,6 +425,28 @@ def test_events_set_aside_land_once_they_are_served_whole(harness_factory):
         assert third["events"].metadata()["requests"] == 0
 
 
+def test_records_still_served_malformed_are_retried_once_then_left_set_aside(harness_factory):
+    with harness_factory() as h:
+        h.sb.admin.set_faults("malformed_records")
+        first = h.sync_intercom("s1")
+        second = h.sync_intercom("s2")  # served the same broken records again
+        third = h.sync_intercom("s3")
+        # The 3 contacts with an event set aside are read again once, then not any more.
+        assert first["events"].metadata()["rows_quarantined"] == 3
+        assert second["events"].metadata()["rows_quarantined"] == 3
+        assert second["events"].notes["contacts_to_read"] >= 3
+        assert third["events"].notes["contacts_to_read"] == 0
+        assert third["events"].metadata()["requests"] == 0
+        # Contacts found again only by the listing, unchanged, are not set aside again.
+        assert third["contacts"].notes["contacts_left_set_aside"] > 0
+        assert third["contacts"].metadata()["rows_quarantined"] == (
+            3 - third["contacts"].notes["contacts_left_set_aside"]
+        )
+        # Each record once, however many syncs met it.
+        assert h.count("select count(*) from raw.quarantine") == 6
+        assert h.count("select count(*) from raw.quarantine where times_seen > 1") > 0
+
+
 def test_a_merged_lead_becomes_a_tombstone_and_its_events_move_to_the_user(harness_factory):
     # 9: lead L merged into user U; L answers 404 and is kept as gone.
     with harness_factory() as h:
