@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from ml.yaml_file import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,10 @@ CONVERSION_EVENT_MIN_SHARE = 0.5
 # The event that marks paying is rare among users who never paid (refunds aside); funnel
 # steps next to the payment, such as the cart, are not.
 CONVERSION_EVENT_MAX_NON_PAYER_SHARE = 0.1
+# Labels are written to the Intercom attribute `nb_next_action_label`, whose string values
+# Intercom caps at 255 characters (`orchestration.activation.values.STRING_MAX_CHARS`).
+LABEL_MAX_CHARS = 255
+OVERRIDE_KEYS = ("actions", "labels", "exclude")
 
 
 class CatalogueError(ValueError):
@@ -168,30 +175,85 @@ def derive_catalogue(
     return Catalogue(actions=actions, conversion_event=conversion_event, source="derived")
 
 
-def apply_override(catalogue: Catalogue, path: Path) -> Catalogue:
+def _label(value: object, where: str) -> str:
+    """A label as written to Intercom: one line of text, trimmed, 1 to 255 characters."""
+    if not isinstance(value, str):
+        raise CatalogueError(f"{where}: label {value!r} is not text (quote it)")
+    label = value.strip()
+    if not label:
+        raise CatalogueError(f"{where}: label is empty")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in label):
+        raise CatalogueError(f"{where}: label {label!r} holds a line break or control character")
+    if len(label) > LABEL_MAX_CHARS:
+        raise CatalogueError(
+            f"{where}: label of {len(label)} characters is over Intercom's {LABEL_MAX_CHARS}"
+        )
+    return label
+
+
+def apply_override(
+    catalogue: Catalogue, path: Path, known_events: Collection[str] | None = None
+) -> Catalogue:
     """Apply a YAML override to a catalogue.
 
     The file may hold `actions` (a list of `{event, label}`; it replaces the derived list),
-    `labels` (event -> label for derived actions) and `exclude` (events to drop).
+    `labels` (event -> label for derived actions) and `exclude` (events to drop). A label is
+    one line of at most 255 characters (Intercom's limit on the attribute it is written to).
+
+    Args:
+        catalogue: The derived catalogue.
+        path: The YAML file.
+        known_events: Every event name in the journeys; when given, an event the file names
+            that never occurs is refused (most likely a misspelling).
 
     Raises:
-        CatalogueError: The file is malformed, or it lists the conversion event as an action.
+        CatalogueError: The file is unreadable or malformed, names an unknown event, lists an
+            event twice, holds a bad label, or lists the conversion event as an action.
     """
-    document = yaml.safe_load(Path(path).read_text()) or {}
+    document = read_yaml(Path(path), CatalogueError)
+    if document is None:
+        document = {}
     if not isinstance(document, dict):
         raise CatalogueError(f"{path}: expected a mapping with actions, labels or exclude")
+    unknown = sorted(str(key) for key in document if key not in OVERRIDE_KEYS)
+    if unknown:
+        raise CatalogueError(f"{path}: unknown keys {unknown}; known: {list(OVERRIDE_KEYS)}")
+    for key, kind in (("actions", list), ("labels", dict), ("exclude", list)):
+        if document.get(key) is not None and not isinstance(document[key], kind):
+            raise CatalogueError(
+                f"{path}: {key!r} must be a {'list' if kind is list else 'mapping'}, "
+                f"got {type(document[key]).__name__}"
+            )
+
+    def check_known(event: str, where: str) -> None:
+        if known_events is not None and event not in known_events:
+            raise CatalogueError(f"{where}: event {event!r} never occurs in the journeys")
+
     actions = list(catalogue.actions)
     if "actions" in document:
         actions = []
         for index, item in enumerate(document["actions"] or []):
+            where = f"{path}: action #{index + 1}"
             if not isinstance(item, dict) or not item.get("event"):
-                raise CatalogueError(f"{path}: action #{index + 1} needs an 'event'")
+                raise CatalogueError(f"{where} needs an 'event'")
+            extra = sorted(str(key) for key in item if key not in ("event", "label"))
+            if extra:
+                raise CatalogueError(f"{where}: unknown keys {extra}; known: ['event', 'label']")
             event = str(item["event"])
-            actions.append(Action(event=event, label=str(item.get("label") or humanize(event))))
-    labels = document.get("labels") or {}
+            check_known(event, where)
+            if event in {action.event for action in actions}:
+                raise CatalogueError(f"{where}: event {event!r} is listed twice")
+            label = humanize(event) if item.get("label") is None else _label(item["label"], where)
+            actions.append(Action(event=event, label=label))
+    labels = {}
+    for event, label in (document.get("labels") or {}).items():
+        check_known(str(event), f"{path}: labels")
+        labels[str(event)] = _label(label, f"{path}: labels: {event!r}")
     exclude = {str(event) for event in document.get("exclude") or []}
+    for event in sorted(exclude):
+        check_known(event, f"{path}: exclude")
     actions = [
-        Action(a.event, str(labels.get(a.event, a.label)), a.converter_share)
+        Action(a.event, labels.get(a.event, a.label), a.converter_share)
         for a in actions
         if a.event not in exclude
     ]
@@ -215,6 +277,8 @@ def build_catalogue(
     event, share = detect_conversion_event(journeys, labels, conversion_event)
     log.info("conversion event: %s (%.1f%% of converters at payment time)", event, 100 * share)
     catalogue = derive_catalogue(journeys, labels, event, min_share)
-    if override is not None and Path(override).exists():
-        catalogue = apply_override(catalogue, Path(override))
+    if override is not None:
+        # A set path that is missing is refused (read_yaml), never silently skipped.
+        known = set(journeys["event_name"].dropna().astype(str))
+        catalogue = apply_override(catalogue, Path(override), known)
     return catalogue

@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from ml.yaml_file import read_yaml
 
 NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DEFAULT_GOAL_NAME = "everyone-7d"
+GOAL_KEYS = ("name", "window_days", "segment", "primary", "description")
+# A segment value is compared as text with a `dim_users` column; a list or a mapping as text
+# would match nothing, and a null never matches (missing values are outside every segment).
+SEGMENT_VALUE_TYPES = (str, int, float, bool)
 
 
 class GoalError(ValueError):
@@ -73,6 +78,9 @@ def parse_goals(document: object, source: str = "goals") -> list[Goal]:
         return default_goals()
     if not isinstance(document, dict) or not isinstance(document.get("goals"), list):
         raise GoalError(f"{source}: expected a mapping with a 'goals' list")
+    unknown = sorted(str(key) for key in document if key != "goals")
+    if unknown:
+        raise GoalError(f"{source}: unknown top-level keys {unknown}; only 'goals' is read")
     goals: list[Goal] = []
     for index, raw in enumerate(document["goals"]):
         where = f"{source}: goal #{index + 1}"
@@ -81,23 +89,29 @@ def parse_goals(document: object, source: str = "goals") -> list[Goal]:
         name = str(raw.get("name", ""))
         if not NAME_RULE.match(name):
             raise GoalError(f"{where}: name {name!r} must match {NAME_RULE.pattern}")
+        # A misspelt key (`window_day: 30`) would otherwise leave the default in place.
+        unknown = sorted(str(key) for key in raw if key not in GOAL_KEYS)
+        if unknown:
+            raise GoalError(
+                f"{source}: goal {name!r}: unknown keys {unknown}; known: {list(GOAL_KEYS)}"
+            )
         window = raw.get("window_days", 7)
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= 365:
             raise GoalError(f"{source}: goal {name!r}: window_days {window!r} is not 1..365")
-        segment_raw = raw.get("segment") or {}
-        if not isinstance(segment_raw, dict):
-            raise GoalError(f"{source}: goal {name!r}: segment must be a mapping column -> values")
-        segment = {
-            str(column): tuple(values) if isinstance(values, list) else (values,)
-            for column, values in segment_raw.items()
-        }
+        primary = raw.get("primary", False)
+        if not isinstance(primary, bool):
+            # bool("false") is True: a quoted value would silently make the goal primary.
+            raise GoalError(
+                f"{source}: goal {name!r}: primary {primary!r} is not true or false (unquoted)"
+            )
+        segment = _segment(raw.get("segment"), f"{source}: goal {name!r}")
         goals.append(
             Goal(
                 name=name,
                 window_days=window,
                 segment=segment,
-                primary=bool(raw.get("primary", False)),
-                description=str(raw.get("description", "")),
+                primary=primary,
+                description=str(raw.get("description") or ""),
             )
         )
     if not goals:
@@ -114,11 +128,55 @@ def parse_goals(document: object, source: str = "goals") -> list[Goal]:
     return goals
 
 
+def _segment(raw: object, where: str) -> dict[str, tuple[object, ...]]:
+    """A goal's segment as column -> allowed values, each value a scalar."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GoalError(f"{where}: segment must be a mapping column -> values")
+    segment: dict[str, tuple[object, ...]] = {}
+    for column, values in raw.items():
+        allowed = tuple(values) if isinstance(values, list) else (values,)
+        if not allowed:
+            raise GoalError(f"{where}: segment column {column!r} lists no values")
+        for value in allowed:
+            if value is None or not isinstance(value, SEGMENT_VALUE_TYPES):
+                raise GoalError(
+                    f"{where}: segment column {column!r}: value {value!r} is not a text or "
+                    "number (a missing value never matches)"
+                )
+        segment[str(column)] = allowed
+    return segment
+
+
 def load_goals(path: Path | None) -> list[Goal]:
-    """Read goals from a YAML file; a missing path or file gives the default goal."""
+    """Read goals from a YAML file; a missing path or file gives the default goal.
+
+    Raises:
+        GoalError: The path is a folder, the file is not UTF-8 or not valid YAML, or a goal
+            is invalid (see `parse_goals`).
+    """
     if path is None or not Path(path).exists():
         return default_goals()
-    return parse_goals(yaml.safe_load(Path(path).read_text()), source=str(path))
+    return parse_goals(read_yaml(Path(path), GoalError), source=str(path))
+
+
+def check_marts_window(goals: list[Goal], marts_window_days: int) -> None:
+    """Refuse goals whose window is longer than the one the marts were built with.
+
+    dbt takes snapshots only within `conversion_window_days` of sign-up, so a longer goal
+    would be trained and scored on snapshots that stop before its window does.
+
+    Raises:
+        GoalError: A goal's `window_days` is over `marts_window_days`, naming both.
+    """
+    longer = [f"{g.name} ({g.window_days})" for g in goals if g.window_days > marts_window_days]
+    if longer:
+        raise GoalError(
+            f"goals with window_days over NEXTBEST_CONVERSION_WINDOW_DAYS ({marts_window_days}),"
+            f" the marts' snapshot window: {', '.join(longer)}; raise the setting and rebuild "
+            "the marts, or shorten the goal"
+        )
 
 
 def primary_goal(goals: list[Goal]) -> Goal:

@@ -15,10 +15,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ml.catalogue import Catalogue, build_catalogue
+from ml.catalogue import Catalogue, CatalogueError, build_catalogue
 from ml.evaluate import ConverterPoints, converter_points, hit_rates, support_from_points
 from ml.features import ACTION_PREFIX, action_column, spec_for
-from ml.goals import Goal, segment_mask
+from ml.goals import Goal, GoalError, segment_mask
 from ml.recommend import Support, recommend
 from ml.registry import RegistryOutcome, connect, load_champion, log_and_register, model_input
 from ml.settings import MLSettings
@@ -80,6 +80,12 @@ class Marts:
         if not goal.segment:
             return self
         keep = set(self.users.loc[segment_mask(self.users, goal), "user_id"])
+        if not keep:
+            # Said here, with the goal, rather than later as "no converters in the data".
+            raise GoalError(
+                f"goal {goal.name!r}: segment {goal.segment} matches none of the "
+                f"{len(self.users):,} users in dim_users"
+            )
         return Marts(
             features=self.features.loc[self.features["user_id"].isin(keep)],
             labels=self.labels.loc[self.labels["user_id"].isin(keep)],
@@ -114,21 +120,31 @@ def read_marts(con: duckdb.DuckDBPyConnection) -> Marts:
     return marts
 
 
-def catalogue_for(marts: Marts, settings: MLSettings) -> Catalogue:
-    """The action catalogue of these marts, with the override file when set."""
-    return build_catalogue(
-        marts.journeys,
-        marts.labels,
-        conversion_event=settings.conversion_event,
-        override=settings.catalogue_file,
-        min_share=settings.catalogue_min_share,
-    )
+def catalogue_for(marts: Marts, settings: MLSettings, goal: Goal | None = None) -> Catalogue:
+    """The action catalogue of these marts, with the override file when set.
+
+    Raises:
+        CatalogueError: As `build_catalogue`, naming the goal when one is given (a segment
+            without converters fails here).
+    """
+    try:
+        return build_catalogue(
+            marts.journeys,
+            marts.labels,
+            conversion_event=settings.conversion_event,
+            override=settings.catalogue_file,
+            min_share=settings.catalogue_min_share,
+        )
+    except CatalogueError as error:
+        if goal is None:
+            raise
+        raise CatalogueError(f"goal {goal.name!r}: {error}") from None
 
 
 def training_set(marts: Marts, goal: Goal, settings: MLSettings) -> pd.DataFrame:
     """The goal's labelled, trainable snapshots with their split (`train`, `valid`, `test`)."""
     marts = marts.for_goal(goal)
-    catalogue = catalogue_for(marts, settings)
+    catalogue = catalogue_for(marts, settings, goal)
     frame = label_snapshots(
         marts.features, marts.labels, goal, marts.data_end, catalogue.conversion_event
     )
@@ -174,7 +190,7 @@ def train_and_register(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     marts = marts.for_goal(goal)
-    catalogue = catalogue_for(marts, settings)
+    catalogue = catalogue_for(marts, settings, goal)
     frame = label_snapshots(
         marts.features, marts.labels, goal, marts.data_end, catalogue.conversion_event
     )
@@ -312,7 +328,7 @@ def next_best_actions(
     as_of = as_of if as_of is not None else marts.data_end
     champion, version = load_champion(goal.model_name)
     model = champion.unwrap_python_model().model
-    catalogue = catalogue_for(marts, settings)
+    catalogue = catalogue_for(marts, settings, goal)
     users = marts.users[["user_id", "contact_id", "external_id"]].merge(
         marts.labels[["user_id", "signed_up_at", "first_payment_at"]], on="user_id", how="left"
     )

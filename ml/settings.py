@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -18,7 +18,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "config"
 class MLSettings(BaseSettings):
     """Training, promotion and recommendation settings; each field reads its alias."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # An empty variable (`NEXTBEST_CATALOGUE_FILE=`, as in .env.example) means unset: read as
+    # a path it would be the working directory, as an event name one that never occurs.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     goals_file: Path = Field(
         default=CONFIG_DIR / "goals.yaml",
@@ -43,6 +45,8 @@ class MLSettings(BaseSettings):
         default=0.002,
         alias="NEXTBEST_PROMOTION_MARGIN",
         ge=0,
+        lt=1,
+        allow_inf_nan=False,
         description="Test ROC-AUC a challenger must gain over the champion to replace it.",
     )
     auc_floor: float = Field(
@@ -105,3 +109,13 @@ class MLSettings(BaseSettings):
         ge=1,
         description="Fewest similar converters a support estimate may rest on.",
     )
+
+    @field_validator("goals_file", "catalogue_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        # Only a path that was set is checked (pydantic leaves defaults alone): the shipped
+        # goal file may be absent, but a set path that is missing would otherwise be skipped
+        # in silence, training the default goal or the derived catalogue instead.
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file" if value.exists() else f"no file {value}")
+        return value

@@ -92,12 +92,16 @@ class Settings(BaseSettings):
         default=7,
         alias="NEXTBEST_CONVERSION_WINDOW_DAYS",
         ge=1,
+        # As a goal's window_days; dbt writes one select per day of the window.
+        le=365,
         description="Days after sign-up within which a first payment counts as converting.",
     )
     session_gap_minutes: int = Field(
         default=30,
         alias="NEXTBEST_SESSION_GAP_MINUTES",
         ge=1,
+        # A year: beyond it every journey is one session anyway.
+        le=525_600,
         description="Inactivity that ends a session.",
     )
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ml import pipeline
 from ml.checks import completed_actions_recommended, open_users_without_outcome
-from ml.goals import Goal, load_goals
+from ml.goals import Goal, check_marts_window, load_goals
 from ml.pipeline import (
     TRAINING_SET_COLUMNS,
     Marts,
@@ -33,7 +33,9 @@ NEXT_BEST_ACTIONS = dg.AssetKey("next_best_actions")
 
 def _context() -> tuple[Settings, MLSettings, list[Goal]]:
     settings, ml = get_settings(), get_ml_settings()
-    return settings, ml, load_goals(ml.goals_file)
+    goals = load_goals(ml.goals_file)
+    check_marts_window(goals, settings.conversion_window_days)
+    return settings, ml, goals
 
 
 def _marts(settings: Settings) -> Marts:

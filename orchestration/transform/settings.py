@@ -15,6 +15,9 @@ class TransformSettings(BaseSettings):
         default=None,
         alias="NEXTBEST_AS_OF",
         ge=0,
+        # Above 10**11 is most likely milliseconds (year 5138 on as seconds), as for the
+        # times in the raw layer; it would also overflow dbt's day arithmetic.
+        lt=10**11,
         description="The data's end for labels, as Unix seconds. Default: the latest event "
         "or payment in the warehouse.",
     )

@@ -1,0 +1,222 @@
+"""Bad goal files, catalogue overrides and settings are refused before any work, by name."""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from ml.catalogue import CatalogueError, apply_override, build_catalogue
+from ml.goals import Goal, GoalError, check_marts_window, load_goals, parse_goals
+from ml.pipeline import Marts, training_set
+from ml.settings import MLSettings
+from orchestration.settings import Settings
+from orchestration.transform.settings import TransformSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_goals_and_catalogue import _shop
+
+
+def _goals_file(tmp_path: Path, text: str | bytes) -> Path:
+    path = tmp_path / "goals.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # YAML forbids tabs for indentation: line 2, column 1 holds one.
+        ("goals:\n\t- name: a\n", r"goals.yaml: line 2, column 1: not valid YAML"),
+        ("goals: [\n", r"goals.yaml: line 2, column 1: not valid YAML"),
+        # 0xE9 is Latin-1 for "é", at offset 39 of this text (7 + 12 + 20): not a UTF-8 sequence.
+        (
+            b"goals:\n  - name: a\n    description: caf\xe9\n",
+            r"not UTF-8 text \(byte 0xe9 at offset 39\)",
+        ),
+        # PyYAML keeps the last of two equal keys; here the goal would silently be "b".
+        (
+            "goals:\n  - name: a\n    name: b\n",
+            r"line 3, .*key 'name' appears twice \(first on line 2\)",
+        ),
+    ],
+)
+def test_an_unreadable_goal_file_names_the_file_and_the_line(tmp_path, text, message):
+    with pytest.raises(GoalError, match=message):
+        load_goals(_goals_file(tmp_path, text))
+
+
+def test_a_goal_file_that_is_a_folder_is_refused(tmp_path):
+    with pytest.raises(GoalError, match="not a file"):
+        load_goals(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # A misspelt key would otherwise leave the window at its default of 7.
+        ({"name": "a", "windw_days": 30}, r"goal 'a': unknown keys \['windw_days'\]"),
+        # bool("false") is True: the quoted value made the goal primary.
+        ({"name": "a", "primary": "false"}, r"goal 'a': primary 'false' is not true or false"),
+        ({"name": "a", "segment": {"country": []}}, r"segment column 'country' lists no values"),
+        ({"name": "a", "segment": {"country": None}}, r"'country': value None is not a text"),
+        ({"name": "a", "segment": {"country": [{"x": 1}]}}, r"value \{'x': 1\} is not a text"),
+    ],
+)
+def test_a_goal_with_an_unusable_entry_names_the_goal_and_the_entry(raw, message):
+    with pytest.raises(GoalError, match=message):
+        parse_goals({"goals": [raw]})
+
+
+def test_a_goal_file_with_an_unknown_top_level_key_is_refused():
+    with pytest.raises(GoalError, match=r"unknown top-level keys \['goal'\]"):
+        parse_goals({"goals": [{"name": "a"}], "goal": [{"name": "b"}]})
+
+
+def test_a_quoted_false_primary_no_longer_picks_the_primary_goal():
+    # Two goals, the second one the primary; a quoted "false" on the first used to win.
+    doc = {"goals": [{"name": "a", "primary": False}, {"name": "b", "primary": True}]}
+    assert [g.primary for g in parse_goals(doc)] == [False, True]
+
+
+def test_a_goal_window_longer_than_the_marts_window_is_refused():
+    goals = [Goal("short", 7, primary=True), Goal("long", 30)]
+    check_marts_window(goals, 30)
+    with pytest.raises(GoalError, match=r"CONVERSION_WINDOW_DAYS \(7\).*: long \(30\)"):
+        check_marts_window(goals, 7)
+
+
+def _marts() -> Marts:
+    journeys, labels = _shop()
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "country": ["DE", "DE", "US"]})
+    features = pd.DataFrame({"user_id": ["u1", "u2", "u3"]})
+    return Marts(features=features, labels=labels, journeys=journeys, users=users)
+
+
+def test_a_segment_that_selects_nobody_names_the_goal_and_the_count():
+    [goal] = parse_goals({"goals": [{"name": "fr", "segment": {"country": "FR"}}]})
+    with pytest.raises(GoalError, match=r"goal 'fr': segment .* matches none of the 3 users"):
+        _marts().for_goal(goal)
+
+
+def test_a_segment_without_converters_names_the_goal():
+    # u3, the only US user, never pays: the catalogue cannot be derived for this segment.
+    [goal] = parse_goals({"goals": [{"name": "us", "segment": {"country": "US"}}]})
+    with pytest.raises(CatalogueError, match=r"goal 'us': no converters"):
+        training_set(_marts(), goal, MLSettings())
+
+
+def _override(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("actions:\n  - {event: checkout}\n", r"action #1: event 'checkout' never occurs"),
+        ("labels:\n  crat: Add to cart\n", r"labels: event 'crat' never occurs"),
+        ("exclude: [brows]\n", r"exclude: event 'brows' never occurs"),
+        ("actions:\n  - {event: cart}\n  - {event: cart}\n", r"action #2: event 'cart' is listed"),
+        ("actions:\n  - {event: cart, label: ''}\n", r"action #1: label is empty"),
+        ("labels:\n  cart: '  '\n", r"labels: 'cart': label is empty"),
+        ("labels:\n  cart: null\n", r"labels: 'cart': label None is not text"),
+        ('labels:\n  cart: "Add\\nto cart"\n', r"'cart': label 'Add\\nto cart' holds a line break"),
+        (f"labels:\n  cart: {'x' * 256}\n", r"label of 256 characters is over Intercom's 255"),
+        # A string is iterable: "cart" used to exclude the events "c", "a", "r" and "t".
+        ("exclude: cart\n", r"'exclude' must be a list, got str"),
+        ("labels: [cart]\n", r"'labels' must be a mapping, got list"),
+        ("label:\n  cart: Add to cart\n", r"unknown keys \['label'\]"),
+        ("actions:\n  - {event: cart, lable: Add}\n", r"action #1: unknown keys \['lable'\]"),
+        ("labels:\n\tcart: x\n", r"catalogue.yaml: line 2, column 1: not valid YAML"),
+    ],
+)
+def test_a_bad_catalogue_override_names_the_file_the_entry_and_the_reason(tmp_path, text, message):
+    journeys, labels = _shop()
+    with pytest.raises(CatalogueError, match=message):
+        build_catalogue(journeys, labels, min_share=0.5, override=_override(tmp_path, text))
+
+
+def test_override_labels_are_trimmed_and_a_255_character_label_is_kept(tmp_path):
+    journeys, labels = _shop()
+    catalogue = build_catalogue(journeys, labels, min_share=0.5)
+    longest = "x" * 255
+    path = _override(tmp_path, f"labels:\n  cart: ' Add to cart '\n  browse: {longest}\n")
+    changed = apply_override(catalogue, path, {"browse", "cart", "pay"})
+    assert [(a.event, a.label) for a in changed.actions] == [
+        ("browse", longest),
+        ("cart", "Add to cart"),
+    ]
+
+
+def test_a_set_catalogue_file_that_is_missing_is_refused_not_skipped(tmp_path):
+    journeys, labels = _shop()
+    with pytest.raises(CatalogueError, match="no such file"):
+        build_catalogue(journeys, labels, min_share=0.5, override=tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("variable", ["NEXTBEST_GOALS_FILE", "NEXTBEST_CATALOGUE_FILE"])
+def test_a_set_config_file_that_is_missing_names_the_variable(monkeypatch, tmp_path, variable):
+    monkeypatch.setenv(variable, str(tmp_path / "missing.yaml"))
+    with pytest.raises(ValidationError, match=f"{variable}\n.*no file .*missing.yaml"):
+        MLSettings()
+
+
+def test_empty_model_variables_mean_unset(monkeypatch):
+    for variable in ("NEXTBEST_GOALS_FILE", "NEXTBEST_CATALOGUE_FILE", "NEXTBEST_CONVERSION_EVENT"):
+        monkeypatch.setenv(variable, "")
+    settings = MLSettings()
+    assert settings.catalogue_file is None and settings.conversion_event is None
+    assert settings.goals_file.name == "goals.yaml"
+
+
+@pytest.mark.parametrize(
+    ("cls", "variable", "value"),
+    [
+        # A margin of 1 or more can never be gained on ROC-AUC (at most 1): no promotion ever.
+        (MLSettings, "NEXTBEST_PROMOTION_MARGIN", "inf"),
+        (MLSettings, "NEXTBEST_PROMOTION_MARGIN", "1"),
+        (MLSettings, "NEXTBEST_PROMOTION_MARGIN", "nan"),
+        # dbt writes one select per day of the window, as many as the value says.
+        (Settings, "NEXTBEST_CONVERSION_WINDOW_DAYS", "366"),
+        (Settings, "NEXTBEST_SESSION_GAP_MINUTES", "525601"),
+        # 1.7e12 is a 2023 time in milliseconds, year 55,000 or so as seconds.
+        (TransformSettings, "NEXTBEST_AS_OF", "1700000000000"),
+    ],
+)
+def test_out_of_range_settings_name_the_variable(monkeypatch, cls, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable):
+        cls()
+
+
+@pytest.mark.parametrize(
+    ("cls", "variable", "value", "field", "expected"),
+    [
+        (MLSettings, "NEXTBEST_PROMOTION_MARGIN", "0.999", "promotion_margin", 0.999),
+        (Settings, "NEXTBEST_CONVERSION_WINDOW_DAYS", "365", "conversion_window_days", 365),
+        (Settings, "NEXTBEST_SESSION_GAP_MINUTES", "525600", "session_gap_minutes", 525_600),
+        (TransformSettings, "NEXTBEST_AS_OF", "99999999999", "as_of", 99_999_999_999),
+    ],
+)
+def test_the_largest_accepted_settings_are_kept(monkeypatch, cls, variable, value, field, expected):
+    monkeypatch.setenv(variable, value)
+    assert getattr(cls(), field) == expected
+
+
+def test_the_model_assets_refuse_a_goal_longer_than_the_marts_window(monkeypatch, tmp_path):
+    from orchestration.models.assets import _context
+
+    path = _goals_file(tmp_path, "goals:\n  - name: month\n    window_days: 30\n")
+    monkeypatch.setenv("NEXTBEST_GOALS_FILE", str(path))
+    monkeypatch.setenv("NEXTBEST_CONVERSION_WINDOW_DAYS", "14")
+    with pytest.raises(GoalError, match=r"\(14\).*: month \(30\)"):
+        _context()
+    monkeypatch.setenv("NEXTBEST_CONVERSION_WINDOW_DAYS", "30")
+    assert [goal.window_days for goal in _context()[2]] == [30]
