@@ -75,3 +75,20 @@ def test_dbt_tests_are_asset_checks(dbt_asset):
         dg.AssetKey(["fct_user_features"]),
         "no_snapshot_sees_a_later_event_fct_user_features_",
     ) in checks
+
+
+@pytest.mark.parametrize(
+    ("dbt_vars", "message"),
+    [
+        # A window of 0 used to compile an empty `day_numbers` CTE, failing in DuckDB.
+        ({"conversion_window_days": 0}, "var conversion_window_days = 0 is not a whole number"),
+        ({"session_gap_minutes": "x"}, 'var session_gap_minutes = "x" is not a whole number'),
+        # 1.7e12: a 2023 time in milliseconds.
+        ({"as_of": 1_700_000_000_000}, "var as_of = 1700000000000 is not a whole number"),
+    ],
+)
+def test_dbt_refuses_a_bad_var_naming_it(tmp_path, dbt_vars, message):
+    from tests.transform.conftest import run_dbt
+
+    with pytest.raises(AssertionError, match=message):
+        run_dbt(tmp_path / "warehouse.duckdb", tmp_path, "parse", dbt_vars=dbt_vars)

@@ -6,6 +6,7 @@
 -- one. Session ids are the md5 of the user id and the session's first second, so a rebuild
 -- gives the same ids. The same (user, event name, second) loaded twice (once by contact id
 -- from the API, once by external id from an import) is one event.
+{%- set gap_minutes = whole_number_var('session_gap_minutes', 1, 525600) %}
 with
 
 events as (
@@ -50,7 +51,7 @@ flagged as (
         *,
         case
             when seconds_since_previous is null then 1
-            when seconds_since_previous > {{ var('session_gap_minutes') }} * 60 then 1
+            when seconds_since_previous > {{ gap_minutes }} * 60 then 1
             else 0
         end as is_session_start,
         -- The first event of a day since sign-up (day 0 starts at sign-up).

@@ -16,7 +16,10 @@ payments as (
 
 data_end as (
     {%- if var('as_of', none) is not none %}
-    select cast({{ var('as_of') }} as {{ dbt.type_bigint() }}) as data_end_epoch
+    {#- Below 10^11: a larger value is most likely milliseconds, as for the raw layer's times. #}
+    select
+        cast({{ whole_number_var('as_of', 0, 99999999999) }} as {{ dbt.type_bigint() }})
+            as data_end_epoch
     {%- else %}
         select
             greatest(
@@ -32,7 +35,8 @@ windows as (
         users.signed_up_epoch,
         users.signed_up_at,
         users.history_complete,
-        users.signed_up_epoch + {{ var('conversion_window_days') }} * {{ seconds_per_day() }}
+        users.signed_up_epoch
+        + {{ whole_number_var('conversion_window_days', 1, 365) }} * {{ seconds_per_day() }}
             as window_ends_epoch,
         data_end.data_end_epoch,
         case

@@ -5,7 +5,7 @@
 -- comes first; the var `snapshot_after_every_event` adds one after every event too.
 -- A snapshot sees the events at or before `snapshot_at` and nothing later. Company
 -- attributes are the current ones (Intercom keeps no history of them).
-{%- set window_days = var('conversion_window_days') %}
+{%- set window_days = whole_number_var('conversion_window_days', 1, 365) %}
 {%- set actions = action_columns(ref('int_events__sessionized')) %}
 with
 
