@@ -75,8 +75,30 @@ class Marts:
         """Every event name in the journeys."""
         return sorted(self.journeys["event_name"].dropna().unique().tolist())
 
+    @property
+    def window_days(self) -> int | None:
+        """The `conversion_window_days` the marts were built with (None when not stated)."""
+        if not {"window_ends_at", "signed_up_at"} <= set(self.labels.columns):
+            return None
+        spans = (self.labels["window_ends_at"] - self.labels["signed_up_at"]).dropna()
+        return round(spans.max().total_seconds() / 86400) if len(spans) else None
+
     def for_goal(self, goal: Goal) -> Marts:
-        """The marts restricted to the goal's segment of users."""
+        """The marts restricted to the goal's segment of users.
+
+        Raises:
+            GoalError: The goal's window is longer than the marts' (their snapshots stop at
+                the marts' window), or its segment matches no user.
+        """
+        built = self.window_days
+        if built is not None and goal.window_days > built:
+            # The settings are checked before the assets run; marts built from the shell
+            # with other vars are caught here.
+            raise GoalError(
+                f"goal {goal.name!r}: window_days {goal.window_days} is longer than the "
+                f"{built} days the marts were built with (conversion_window_days): they hold "
+                "no snapshots past it"
+            )
         if not goal.segment:
             return self
         keep = set(self.users.loc[segment_mask(self.users, goal), "user_id"])

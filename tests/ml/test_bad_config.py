@@ -220,3 +220,16 @@ def test_the_model_assets_refuse_a_goal_longer_than_the_marts_window(monkeypatch
         _context()
     monkeypatch.setenv("NEXTBEST_CONVERSION_WINDOW_DAYS", "30")
     assert [goal.window_days for goal in _context()[2]] == [30]
+
+
+def test_a_goal_longer_than_the_window_the_marts_were_built_with_is_refused():
+    marts = _marts()
+    signed_up = pd.to_datetime(["2024-01-01 09:00"] * 3)
+    # The marts' labels state a 7-day window: sign-up to sign-up plus 7 x 86,400 seconds.
+    marts.labels = marts.labels.assign(
+        signed_up_at=signed_up, window_ends_at=signed_up + pd.Timedelta(seconds=7 * 86_400)
+    )
+    assert marts.window_days == 7
+    assert marts.for_goal(Goal("week", 7, primary=True)) is marts
+    with pytest.raises(GoalError, match=r"goal 'month': window_days 30 is longer than the 7 days"):
+        marts.for_goal(Goal("month", 30, primary=True))
