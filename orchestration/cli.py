@@ -82,14 +82,17 @@ def show_settings(
 
     from deploy.mlflow_server import redacted
 
-    table = Table(title="nextbest settings")
-    for column in ("variable", "default", "current", "meaning"):
-        table.add_column(column)
+    rows = settings_table()
+    # Cells fold rather than end in an ellipsis, which would cut a name or a path short, and
+    # the names get the largest share of the width, so most stay on one line and can be grepped.
+    table = Table(title="nextbest settings", expand=True)
+    for column, ratio in (("variable", 4), ("default", 2), ("current", 2), ("meaning", 3)):
+        table.add_column(column, overflow="fold", ratio=ratio)
     secret = {"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"}
     values: dict[str, object] = {}
     for cls in settings_classes():
         values |= cls().model_dump(by_alias=True)
-    for variable, default, meaning in settings_table():
+    for variable, default, meaning in rows:
         value = values.get(variable)
         shown = "(set)" if variable in secret and value else ("" if value is None else str(value))
         # A database or tracking URI may carry its password (docs/deploy.md writes them so).

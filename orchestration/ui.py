@@ -14,6 +14,9 @@ from rich.console import Console
 
 from orchestration.settings import PROJECT_ROOT, get_settings
 
+# The page to open for a service whose root answers nothing useful (the sandbox's is a 404).
+_PAGES = {"sandbox": "/_sandbox/facts"}
+
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
@@ -105,6 +108,26 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
                 mlflow_port,
             )
         )
+    return supervise(console, commands, env)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def supervise(
+    console: Console, commands: list[tuple[str, list[str], int]], env: dict[str, str]
+) -> int:
+    """Start each command, wait until its port opens, then until Ctrl-C, and stop them all.
+
+    Each child runs in a session of its own, so a closed terminal (SIGHUP) or a `kill`
+    (SIGTERM) reaches only this process: both are handled as Ctrl-C, else the children
+    would outlive it and keep the ports and the warehouse.
+
+    Returns:
+        The exit code: 0 after a clean stop, 1 when a command did not start or died.
+    """
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     processes: list[tuple[str, subprocess.Popen]] = []
     try:
         for name, command, port in commands:
@@ -114,7 +137,7 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
             if not _wait_for_port(port, 120):
                 console.print(f"[red]{name} did not open port {port} within 120 s[/red]")
                 return 1
-            console.print(f"{name}: http://127.0.0.1:{port}")
+            console.print(f"{name}: http://127.0.0.1:{port}{_PAGES.get(name, '')}")
         console.print("all running; press Ctrl-C to stop them")
         while all(proc.poll() is None for _, proc in processes):
             time.sleep(1)
@@ -133,3 +156,5 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +39,31 @@ def test_settings_masks_passwords_inside_uris(
     # The rest of each URI stays readable: which user, host and database are set.
     assert "postgresql+psycopg2://nextbest:***@127.0.0.1:5432/mlflow" in result.output
     assert "https://ops:***@mlflow.internal:443" in result.output
+
+
+def test_settings_at_80_columns_cut_no_name_or_value_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "a-home-folder-with-a-name-longer-than-any-column-of-the-table"
+    monkeypatch.setenv("NEXTBEST_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "80")
+
+    result = CliRunner().invoke(app, ["settings"])
+
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    # The NEXTBEST_HOME row and the lines folded under it, up to the next variable.
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("│ NEXTBEST_HOME "))
+    row = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("│ ") or line.split("│")[1].strip():
+            break
+        row.append(line)
+    cells = [line.split("│") for line in row]
+    assert max(len(line) for line in lines) <= 80
+    assert "".join(cell[3].strip() for cell in cells) == str(home)
+    assert "".join(cell[2].strip() for cell in cells) == "<checkout>/.nextbest"
 
 
 def test_a_warehouse_held_by_another_process_is_one_clear_line_not_a_traceback(
@@ -113,3 +140,56 @@ def test_ui_on_a_busy_port_names_the_port_and_how_to_choose_another(
     printed = console.export_text()
     assert f"port(s) [{busy}] already in use" in printed
     assert "--dagster-port, --mlflow-port and NEXTBEST_SANDBOX_PORT" in printed
+
+
+# Supervises one child that listens on a port and prints its PID, as `nextbest ui` does its
+# three services.
+_SUPERVISE = """
+import os, sys
+from rich.console import Console
+from orchestration.ui import supervise
+port = sys.argv[1]
+child = (
+    "import os, socket, time; s = socket.socket(); s.bind(('127.0.0.1', " + port + "));"
+    " s.listen(); print('child', os.getpid(), flush=True); time.sleep(300)"
+)
+code = supervise(Console(width=200), [("child", [sys.executable, "-c", child], int(port))],
+                 dict(os.environ))
+print("exit", code, flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_ui_stopped_by_kill_or_a_closed_terminal_stops_its_services_too(signum: int) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    supervisor = subprocess.Popen(
+        [sys.executable, "-u", "-c", _SUPERVISE, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    child = None
+    try:
+        assert supervisor.stdout is not None
+        lines = []
+        while not lines or "press Ctrl-C" not in lines[-1]:
+            line = supervisor.stdout.readline()
+            assert line, f"supervisor ended early: {lines}"
+            lines.append(line)
+        child = int(next(line for line in lines if line.startswith("child ")).split()[1])
+        supervisor.send_signal(signum)
+        rest = supervisor.communicate(timeout=30)[0]
+        # Handled like Ctrl-C: a clean exit after stopping the child, whose port is free again.
+        assert supervisor.returncode == 0, rest
+        assert "stopping" in rest and "exit 0" in rest
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", port))
+    finally:
+        supervisor.kill()
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
