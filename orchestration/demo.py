@@ -48,7 +48,8 @@ class DemoSummary:
 def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
     """The sandbox when no credentials are set, with its variables exported; else nothing."""
     if not settings.uses_sandbox:
-        console.print(f"using the real Intercom at {settings.intercom_url} and Stripe")
+        stripe_url = settings.stripe_base_url or "https://api.stripe.com"
+        console.print(f"using Intercom at {settings.intercom_url} and Stripe at {stripe_url}")
         yield None
         return
     from sandbox.runner import running_sandbox
@@ -192,6 +193,26 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     console.print("  make test                    # the test suite")
 
 
+def half_set_credentials(settings: Settings) -> str | None:
+    """Why the run cannot start when only one of the two services has credentials, else None.
+
+    The sandbox stands in for both or neither: with only an Intercom token the Stripe assets
+    would fail after the Intercom reads, and with only a Stripe key it would be ignored.
+    """
+    token, key = bool(settings.intercom_access_token), bool(settings.stripe_api_key)
+    if token == key:
+        return None
+    given, missing = (
+        ("INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY")
+        if token
+        else ("STRIPE_API_KEY", "INTERCOM_ACCESS_TOKEN")
+    )
+    return (
+        f"{given} is set but {missing} is not: export both to read your Intercom and Stripe,"
+        f" or unset {given} to run on the sandbox"
+    )
+
+
 def run_demo(console: Console) -> int:
     """Run the whole pipeline through the Dagster instance and print the summary.
 
@@ -204,6 +225,10 @@ def run_demo(console: Console) -> int:
     from orchestration.definitions import defs
 
     settings = get_settings()
+    half = half_set_credentials(settings)
+    if half:
+        console.print(f"[red]{half}[/red]")
+        return 1
     settings.prepare_home()
     console.print(f"[bold]nextbest demo[/bold]: home {settings.home.resolve()}")
     started = time.monotonic()

@@ -38,7 +38,13 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
     Returns:
         The exit code: 0 after a clean Ctrl-C, 1 when a service could not start.
     """
+    from orchestration.demo import half_set_credentials
+
     settings = get_settings()
+    half = half_set_credentials(settings)
+    if half:
+        console.print(f"[red]{half}[/red]")
+        return 1
     settings.prepare_home()
     bin_dir = Path(sys.executable).parent
     busy = [p for p in (settings.sandbox_port, dagster_port, mlflow_port) if not _port_free(p)]

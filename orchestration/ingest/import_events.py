@@ -158,10 +158,14 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[R
     if "event_name" not in chosen or "created_at" not in chosen:
         raise EventImportError(
             f"{path}: needs an event name and a time column (found {header}); "
-            "accepted names: " + json.dumps(COLUMN_NAMES)
+            "accepted names: " + json.dumps(COLUMN_NAMES) + "; map a column of another name "
+            "with --column FILE_COLUMN=event_name or FILE_COLUMN=created_at"
         )
     if not {"external_id", "contact_id", "email"} & set(chosen):
-        raise EventImportError(f"{path}: needs a user_id, external_id, contact_id or email column")
+        raise EventImportError(
+            f"{path}: needs a user_id, external_id, contact_id or email column (found {header});"
+            " map a column of another name with --column FILE_COLUMN=external_id"
+        )
     renames = dict(column_map or {})
     for record in records:
         if record.cells is None:

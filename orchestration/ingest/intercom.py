@@ -86,6 +86,9 @@ class StreamReport:
         line = (
             f"{self.stream}: read {m['rows_read']:,}, inserted {m['rows_inserted']:,}, "
             f"updated {m['rows_updated']:,}, unchanged {m['rows_unchanged']:,}, "
+            # Named, so that the read adds up: a Stripe object in both its list and the event
+            # feed is read twice and stored once.
+            f"repeated {m['rows_duplicated']:,}, "
             f"quarantined {m['rows_quarantined']:,}, tombstoned {m['rows_tombstoned']:,}; "
             f"{m['requests']:,} requests, {m['responses_429']:,} answered 429, "
             f"{m['retries']:,} retries, {m['seconds']:.1f} s"

@@ -193,3 +193,26 @@ def test_ui_stopped_by_kill_or_a_closed_terminal_stops_its_services_too(signum: 
         if child is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [("INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"), ("STRIPE_API_KEY", "INTERCOM_ACCESS_TOKEN")],
+)
+@pytest.mark.parametrize("command", [["demo"], ["ui", "--dagster-port", "1", "--mlflow-port", "1"]])
+def test_demo_and_ui_with_one_service_s_credentials_name_the_missing_one_and_start_nothing(
+    nextbest_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    given: str,
+    missing: str,
+) -> None:
+    monkeypatch.setenv(given, "a-credential")
+    monkeypatch.setenv("COLUMNS", "400")
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 1, result.output
+    assert f"{given} is set but {missing} is not" in result.output
+    # Refused before anything started: not even the home folder was created.
+    assert not nextbest_home.exists()

@@ -79,6 +79,22 @@ def test_import_events_names_the_missing_columns(nextbest_home, tmp_path):
     assert "needs an event name and a time column" in " ".join(result.output.split())
 
 
+def test_a_file_without_a_known_user_column_is_told_how_to_map_its_own(nextbest_home, tmp_path):
+    export = tmp_path / "export.csv"
+    export.write_text("distinct_id,name,time\nu1,main,2020-01-01T10:00:00Z\n")
+    result = CliRunner().invoke(app, ["import-events", str(export)])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "(found ['distinct_id', 'name', 'time'])" in said
+    assert "--column FILE_COLUMN=external_id" in said
+    # Doing what it says imports the row.
+    mapped = CliRunner().invoke(
+        app, ["import-events", str(export), "--column", "distinct_id=external_id"]
+    )
+    assert mapped.exit_code == 0, mapped.output
+    assert "1 events inserted" in " ".join(mapped.output.split())
+
+
 def test_the_documented_column_names_are_the_accepted_ones(nextbest_home, tmp_path):
     from orchestration.ingest.import_events import COLUMN_NAMES
     from tests.conftest import ROOT

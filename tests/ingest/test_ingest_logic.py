@@ -21,6 +21,7 @@ from orchestration.clients.retrying import RateBudget, wait_for_reset
 from orchestration.clients.stripe import retry_after_seconds, should_retry
 from orchestration.ingest.intercom import (
     ContactToRead,
+    StreamReport,
     complete_from,
     contact_window,
     sync_contacts,
@@ -202,6 +203,25 @@ def test_upserts_count_new_changed_unchanged_and_keep_the_latest_duplicate():
         con, "intercom_contacts", [ObjectRow("u1", 120, {"id": "u1", "v": 9})], "s3"
     )
     assert (changed.inserted, changed.updated) == (0, 1)
+
+
+def test_the_log_line_of_a_load_adds_up_to_what_was_read():
+    con = duckdb.connect()
+    ensure_raw_tables(con)
+    upsert_objects(con, "stripe_customers", [ObjectRow("cus_1", 100, {"id": "cus_1"})], "s1")
+    # cus_1 again as stored, cus_2 new, and cus_2 a second time (from the event feed).
+    rows = [
+        ObjectRow("cus_1", 100, {"id": "cus_1"}),
+        ObjectRow("cus_2", 101, {"id": "cus_2"}),
+        ObjectRow("cus_2", 102, {"id": "cus_2"}),
+    ]
+    report = StreamReport(
+        "stripe_customers", counts=upsert_objects(con, "stripe_customers", rows, "s2")
+    )
+    line = report.summary()
+    assert line.startswith(
+        "stripe_customers: read 3, inserted 1, updated 0, unchanged 1, repeated 1, quarantined 0,"
+    )
 
 
 def _client(handler) -> IntercomClient:
