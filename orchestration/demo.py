@@ -94,6 +94,21 @@ def _scalar(con, sql: str, params: list | None = None):
     return None if row is None else row[0]
 
 
+def converters_within(con, window_days: int) -> int:
+    """Users whose first payment came within `window_days` of sign-up, both ends included.
+
+    Counted for the goal's window, as its labels are, and not from the marts'
+    `converted_within_window`: that one uses NEXTBEST_CONVERSION_WINDOW_DAYS, which may be
+    longer than the goal's.
+    """
+    return _scalar(
+        con,
+        "select count(*) from marts.fct_conversion_labels"
+        " where first_payment_epoch <= signed_up_epoch + ? * 86400",
+        [window_days],
+    )
+
+
 def read_summary(settings: Settings, run_id: str, sandbox: object | None) -> DemoSummary:
     """Read the demo's figures back from the warehouse, MLflow and the sandbox."""
     from ml.goals import load_goals, primary_goal
@@ -106,9 +121,7 @@ def read_summary(settings: Settings, run_id: str, sandbox: object | None) -> Dem
         summary.users = _scalar(con, "select count(*) from marts.dim_users")
         summary.events = _scalar(con, "select count(*) from marts.fct_user_journeys")
         summary.sessions = _scalar(con, "select count(*) from marts.fct_sessions")
-        summary.converters = _scalar(
-            con, "select count(*) from marts.fct_conversion_labels where converted_within_window"
-        )
+        summary.converters = converters_within(con, goal.window_days)
         summary.recommended_users = _scalar(
             con,
             "select count(*) from ml.next_best_actions where goal = ? and status = 'recommended'",

@@ -1,0 +1,39 @@
+"""The demo's summary counts converters over the primary goal's window."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from orchestration.demo import converters_within
+
+DAY = 86_400
+
+
+@pytest.mark.parametrize(("window_days", "expected"), [(7, 3), (14, 4), (2, 1)])
+def test_converters_are_counted_over_the_goal_window_not_the_marts_one(
+    window_days: int, expected: int
+) -> None:
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    # Built as with NEXTBEST_CONVERSION_WINDOW_DAYS=14: the marts' own flag says 14 days.
+    con.execute(
+        "create table marts.fct_conversion_labels (user_id varchar, signed_up_epoch bigint,"
+        " first_payment_epoch bigint, converted_within_window boolean)"
+    )
+    signed_up = 1_600_000_000
+    paid_after_days = {"u1": 1, "u2": 7, "u3": 10, "u4": None, "u5": 20, "u6": 3}
+    con.executemany(
+        "insert into marts.fct_conversion_labels values (?, ?, ?, ?)",
+        [
+            (
+                user,
+                signed_up,
+                None if days is None else signed_up + days * DAY,
+                days is not None and days <= 14,
+            )
+            for user, days in paid_after_days.items()
+        ],
+    )
+    # By hand: within 2 days u1; within 7 also u6 and u2 (day 7 exactly); within 14 also u3.
+    assert converters_within(con, window_days) == expected
