@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,10 @@ CONVERSION_EVENT_MAX_NON_PAYER_SHARE = 0.1
 # Intercom caps at 255 characters (`orchestration.activation.values.STRING_MAX_CHARS`).
 LABEL_MAX_CHARS = 255
 OVERRIDE_KEYS = ("actions", "labels", "exclude")
+# Unicode categories a one-line text attribute must not hold: control and format characters,
+# line and paragraph separators.
+UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+ELLIPSIS = "\u2026"
 
 
 class CatalogueError(ValueError):
@@ -77,6 +82,55 @@ def humanize(event: str) -> str:
     words = re.sub(r"[_\-.:/]+", " ", event).strip()
     words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", words).lower()
     return words[:1].upper() + words[1:] if words else event
+
+
+def _is_unsafe(char: str) -> bool:
+    return unicodedata.category(char) in UNSAFE_CATEGORIES
+
+
+def unwritable_reason(event: str) -> str | None:
+    """Why an event name cannot be an action, or None when it can.
+
+    The action's event name is written as is to the Intercom attribute `nb_next_action`, a
+    string of at most 255 characters that message rules compare with a typed value: a longer
+    name would fail every contact's write, and a control character could not be typed.
+    """
+    if not event.strip():
+        return "the name is blank"
+    if len(event) > LABEL_MAX_CHARS:
+        return f"the name of {len(event)} characters is over Intercom's {LABEL_MAX_CHARS}"
+    if any(_is_unsafe(char) for char in event):
+        return "the name holds a line break or control character"
+    return None
+
+
+def derived_label(event: str) -> str:
+    """The label made from an event name, fit for `nb_next_action_label`.
+
+    Runs of line breaks and control characters become one space, the ends are trimmed, and a
+    label over 255 characters is cut to 254 and ends with an ellipsis, so the cut shows.
+    """
+    label = "".join(
+        " " if unsafe else "".join(chars) for unsafe, chars in groupby(humanize(event), _is_unsafe)
+    ).strip()
+    if len(label) > LABEL_MAX_CHARS:
+        label = label[: LABEL_MAX_CHARS - 1].rstrip() + ELLIPSIS
+    return label
+
+
+def _log_changed_labels(events: list[str], where: str) -> None:
+    changed = [event for event in events if derived_label(event) != humanize(event)]
+    if changed:
+        log.warning(
+            "%s: %d of %d labels made from event names were changed to fit "
+            "nb_next_action_label (line breaks or control characters replaced, cut to %d "
+            "characters), e.g. for %r",
+            where,
+            len(changed),
+            len(events),
+            LABEL_MAX_CHARS,
+            changed[0][:60],
+        )
 
 
 def detect_conversion_event(
@@ -156,15 +210,27 @@ def derive_catalogue(
     shares = before.groupby("event_name")["user_id"].nunique() / len(payers)
     if conversion_event is not None:
         shares = shares.drop(conversion_event, errors="ignore")
+    reasons = {str(name): unwritable_reason(str(name)) for name in shares.index}
+    unwritable = {name: reason for name, reason in reasons.items() if reason is not None}
+    if unwritable:
+        log.warning(
+            "catalogue: %d of %d events left out: their names cannot be written to nb_next_action",
+            len(unwritable),
+            len(reasons),
+        )
+        for name, reason in unwritable.items():
+            log.warning("catalogue: event %r left out: %s", name[:60], reason)
+        shares = shares.drop(list(unwritable))
     kept = shares[shares >= min_share].sort_values(ascending=False, kind="stable")
     if kept.empty:
         raise CatalogueError(
             f"no event was done before paying by {min_share:.0%} of {len(payers)} converters"
         )
     actions = tuple(
-        Action(event=str(name), label=humanize(str(name)), converter_share=round(float(s), 4))
+        Action(event=str(name), label=derived_label(str(name)), converter_share=round(float(s), 4))
         for name, s in kept.items()
     )
+    _log_changed_labels([action.event for action in actions], "catalogue")
     log.info(
         "catalogue: %d actions from %d converters (dropped %d events under %.0f%%)",
         len(actions),
@@ -182,7 +248,7 @@ def _label(value: object, where: str) -> str:
     label = value.strip()
     if not label:
         raise CatalogueError(f"{where}: label is empty")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in label):
+    if any(_is_unsafe(char) for char in label):
         raise CatalogueError(f"{where}: label {label!r} holds a line break or control character")
     if len(label) > LABEL_MAX_CHARS:
         raise CatalogueError(
@@ -241,10 +307,19 @@ def apply_override(
                 raise CatalogueError(f"{where}: unknown keys {extra}; known: ['event', 'label']")
             event = str(item["event"])
             check_known(event, where)
+            reason = unwritable_reason(event)
+            if reason is not None:
+                raise CatalogueError(
+                    f"{where}: event {event[:60]!r} cannot be an action: {reason} "
+                    "(it is written to nb_next_action)"
+                )
             if event in {action.event for action in actions}:
                 raise CatalogueError(f"{where}: event {event!r} is listed twice")
-            label = humanize(event) if item.get("label") is None else _label(item["label"], where)
+            label = item.get("label")
+            label = derived_label(event) if label is None else _label(label, where)
             actions.append(Action(event=event, label=label))
+        unlabelled = [str(i["event"]) for i in document["actions"] or [] if i.get("label") is None]
+        _log_changed_labels(unlabelled, str(path))
     labels = {}
     for event, label in (document.get("labels") or {}).items():
         check_known(str(event), f"{path}: labels")

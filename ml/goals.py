@@ -104,6 +104,12 @@ def parse_goals(document: object, source: str = "goals") -> list[Goal]:
             raise GoalError(
                 f"{source}: goal {name!r}: primary {primary!r} is not true or false (unquoted)"
             )
+        description = raw.get("description")
+        if description is not None and not isinstance(description, str):
+            # A list or a mapping would otherwise be stored as its Python text.
+            raise GoalError(
+                f"{source}: goal {name!r}: description {description!r} is not text (quote it)"
+            )
         segment = _segment(raw.get("segment"), f"{source}: goal {name!r}")
         goals.append(
             Goal(
@@ -111,7 +117,7 @@ def parse_goals(document: object, source: str = "goals") -> list[Goal]:
                 window_days=window,
                 segment=segment,
                 primary=primary,
-                description=str(raw.get("description") or ""),
+                description=description or "",
             )
         )
     if not goals:

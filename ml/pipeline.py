@@ -22,7 +22,7 @@ from ml.goals import Goal, GoalError, segment_mask
 from ml.recommend import Support, recommend
 from ml.registry import RegistryOutcome, connect, load_champion, log_and_register, model_input
 from ml.settings import MLSettings
-from ml.train import TrainingResult, label_snapshots, time_split, train_goal
+from ml.train import TrainingError, TrainingResult, label_snapshots, time_split, train_goal
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,57 @@ def catalogue_for(marts: Marts, settings: MLSettings, goal: Goal | None = None) 
             min_share=settings.catalogue_min_share,
         )
     except CatalogueError as error:
-        if goal is None:
+        # An as_of before any payment leaves no converters: say where it cuts the data.
+        no_payer = marts.labels["first_payment_at"].isna().all()
+        note = as_of_note(marts, goal.window_days if goal else None) if no_payer else ""
+        if goal is None and not note:
             raise
-        raise CatalogueError(f"goal {goal.name!r}: {error}") from None
+        prefix = "" if goal is None else f"goal {goal.name!r}: "
+        raise CatalogueError(f"{prefix}{error}{note}") from None
+
+
+def as_of_note(marts: Marts, window_days: int | None = None) -> str:
+    """Where `as_of` cuts the data, for errors it may cause; "" when it is not set.
+
+    Without `as_of` the labels' data end is the latest event or payment, so a data end before
+    the latest event means `as_of` was set (labels and payments stop there, events do not).
+    """
+    data_end = marts.data_end
+    last_event = marts.journeys["occurred_at"].max()
+    if pd.isna(last_event) or pd.isna(data_end) or data_end >= last_event:
+        return ""
+    first_signup = marts.labels["signed_up_at"].min()
+    closes = (
+        ""
+        if window_days is None
+        else f", whose {window_days}-day window closes at "
+        f"{first_signup + pd.Timedelta(days=window_days)}"
+    )
+    return (
+        f"; the labels end at as_of {int(data_end.timestamp())} ({data_end}; NEXTBEST_AS_OF or "
+        f"the dbt var as_of), the earliest sign-up is {first_signup}{closes}, and the events "
+        f"run to {last_event}: set as_of later or unset it"
+    )
+
+
+def require_trainable(frame: pd.DataFrame, marts: Marts, goal: Goal) -> None:
+    """Refuse a goal with no trainable snapshot, saying why instead of "0 users cannot be split".
+
+    Raises:
+        TrainingError: No row of `frame` (from `label_snapshots`) is trainable, with the counts
+            of censored users and of incomplete histories, and `as_of` when it is set.
+    """
+    if frame["trainable"].any():
+        return
+    users = frame["user_id"].nunique()
+    still_open = frame.loc[frame["is_open"], "user_id"].nunique()
+    incomplete = frame.loc[~frame["history_complete"].fillna(False).astype(bool), "user_id"]
+    note = as_of_note(marts, goal.window_days)
+    raise TrainingError(
+        f"goal {goal.name!r}: no snapshot can train: {still_open:,} of {users:,} users still "
+        f"have their {goal.window_days}-day window open at the data's end {marts.data_end} "
+        f"(censored), {incomplete.nunique():,} have an incomplete history{note}"
+    )
 
 
 def training_set(marts: Marts, goal: Goal, settings: MLSettings) -> pd.DataFrame:
@@ -170,8 +218,11 @@ def training_set(marts: Marts, goal: Goal, settings: MLSettings) -> pd.DataFrame
     frame = label_snapshots(
         marts.features, marts.labels, goal, marts.data_end, catalogue.conversion_event
     )
+    require_trainable(frame, marts, goal)
     rows = frame.loc[frame["trainable"]].copy()
-    rows["split"] = time_split(rows, settings.valid_fraction, settings.test_fraction)
+    rows["split"] = time_split(
+        rows, settings.valid_fraction, settings.test_fraction, goal=goal.name
+    )
     rows = rows.loc[rows["split"].notna()]
     rows["goal"] = goal.name
     return rows[TRAINING_SET_COLUMNS].reset_index(drop=True)
@@ -216,6 +267,7 @@ def train_and_register(
     frame = label_snapshots(
         marts.features, marts.labels, goal, marts.data_end, catalogue.conversion_event
     )
+    require_trainable(frame, marts, goal)
     if split is not None:
         frame = frame.merge(split[["snapshot_id", "split"]], on="snapshot_id", how="left")
         frame["trainable"] &= frame["split"].notna()

@@ -79,7 +79,11 @@ def label_snapshots(
 
 
 def time_split(
-    frame: pd.DataFrame, valid_fraction: float, test_fraction: float, embargo: bool = True
+    frame: pd.DataFrame,
+    valid_fraction: float,
+    test_fraction: float,
+    embargo: bool = True,
+    goal: str | None = None,
 ) -> pd.Series:
     """Assign each row to train, valid or test by its user's sign-up time.
 
@@ -90,8 +94,18 @@ def time_split(
     label window reaches into the next split would be stricter, but it empties the
     validation split of logs whose sign-ups come in bursts, such as simple_shop's.)
 
+    Args:
+        frame: Rows with `user_id`, `signed_up_at` and `snapshot_at`.
+        valid_fraction: Share of users for validation.
+        test_fraction: Share of users for test.
+        embargo: Drop rows whose snapshot reaches the next split's first sign-up.
+        goal: Named in the error, when given.
+
     Returns:
         "train", "valid", "test" or NA per row.
+
+    Raises:
+        TrainingError: Too few users for each split to get at least one.
     """
     users = (
         frame[["user_id", "signed_up_at"]]
@@ -103,7 +117,11 @@ def time_split(
     n_valid = round(n * valid_fraction)
     n_train = n - n_valid - n_test
     if min(n_train, n_valid, n_test) < 1:
-        raise TrainingError(f"{n} users cannot be split into train, valid and test")
+        raise TrainingError(
+            f"{'' if goal is None else f'goal {goal!r}: '}{n} users cannot be split into train, "
+            f"valid and test: valid {valid_fraction:.0%} and test {test_fraction:.0%} of them "
+            f"give train/valid/test {n_train}/{n_valid}/{n_test}"
+        )
     names = np.array(["train"] * n_train + ["valid"] * n_valid + ["test"] * n_test)
     user_split = pd.Series(names, index=users["user_id"].to_numpy())
     split = frame["user_id"].map(user_split).astype("object")
@@ -184,7 +202,7 @@ def train_goal(
     order = [c for c in ("user_id", "snapshot_at", "snapshot_id") if c in frame.columns]
     rows = frame.loc[frame["trainable"]].sort_values(order, kind="stable").copy()
     if "split" not in rows.columns:
-        rows["split"] = time_split(rows, valid_fraction, test_fraction)
+        rows["split"] = time_split(rows, valid_fraction, test_fraction, goal=goal.name)
     dropped = int(rows["split"].isna().sum())
     rows = rows.loc[rows["split"].notna()]
     splits = {name: rows.loc[rows["split"] == name] for name in SPLITS}

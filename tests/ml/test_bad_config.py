@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ml.catalogue import CatalogueError, apply_override, build_catalogue
+from ml.catalogue import CatalogueError, apply_override, build_catalogue, derived_label
 from ml.goals import Goal, GoalError, check_marts_window, load_goals, parse_goals
 from ml.pipeline import Marts, training_set
 from ml.settings import MLSettings
+from ml.train import TrainingError
 from orchestration.settings import Settings
 from orchestration.transform.settings import TransformSettings
 
@@ -233,3 +234,155 @@ def test_a_goal_longer_than_the_window_the_marts_were_built_with_is_refused():
     assert marts.for_goal(Goal("week", 7, primary=True)) is marts
     with pytest.raises(GoalError, match=r"goal 'month': window_days 30 is longer than the 7 days"):
         marts.for_goal(Goal("month", 30, primary=True))
+
+
+@pytest.mark.parametrize(
+    ("description", "shown"),
+    [(["Everyone", "in Germany"], r"\['Everyone', 'in Germany'\]"), (7, "7"), (True, "True")],
+)
+def test_a_goal_description_that_is_not_text_is_refused_naming_the_goal(description, shown):
+    raw = {"name": "de", "description": description}
+    with pytest.raises(GoalError, match=rf"goal 'de': description {shown} is not text"):
+        parse_goals({"goals": [raw]})
+    # Text, or no description at all, is kept as given.
+    [goal] = parse_goals({"goals": [{"name": "de", "description": "People in Germany"}]})
+    assert goal.description == "People in Germany"
+    assert parse_goals({"goals": [{"name": "de", "description": None}]})[0].description == ""
+
+
+def _censored_marts(data_end: str | None) -> Marts:
+    """_marts() with sign-ups at 09:00 on 2024-01-01, a snapshot per user, complete histories."""
+    marts = _marts()
+    signed_up = pd.to_datetime(["2024-01-01 09:00"] * 3)
+    marts.labels = marts.labels.assign(signed_up_at=signed_up, history_complete=True)
+    if data_end is not None:
+        # dbt states the data's end (as_of) on every row and drops payments after it.
+        marts.labels["data_end_at"] = pd.Timestamp(data_end)
+        marts.labels["first_payment_at"] = marts.labels["first_payment_at"].where(
+            marts.labels["first_payment_at"] <= pd.Timestamp(data_end)
+        )
+    marts.features = marts.features.assign(
+        snapshot_id=["s1", "s2", "s3"], snapshot_at=pd.to_datetime(["2024-01-01 10:00"] * 3)
+    )
+    return marts
+
+
+def test_an_as_of_that_censors_every_user_is_named_with_the_numbers():
+    # as_of 2024-01-01 10:30 (1704105000 = 19723 days x 86,400 + 10.5 h): both payments at
+    # 10:05 are seen, the catalogue holds, but every 7-day window (to 2024-01-08 09:00) is open.
+    [goal] = parse_goals(None)
+    with pytest.raises(
+        TrainingError,
+        match=r"goal 'everyone-7d': no snapshot can train: 3 of 3 users still have their 7-day "
+        r"window open at the data's end 2024-01-01 10:30:00 \(censored\), 0 have an incomplete "
+        r"history; the labels end at as_of 1704105000 \(2024-01-01 10:30:00; NEXTBEST_AS_OF.*\), "
+        r"the earliest sign-up is 2024-01-01 09:00:00, whose 7-day window closes at "
+        r"2024-01-08 09:00:00, and the events run to 2024-01-01 11:00:00",
+    ):
+        training_set(_censored_marts("2024-01-01 10:30"), goal, MLSettings())
+
+
+def test_an_as_of_before_the_data_starts_is_named_not_only_no_converters():
+    # as_of 2023-12-01 00:00 (1701388800): before every sign-up and payment.
+    [goal] = parse_goals(None)
+    with pytest.raises(
+        CatalogueError,
+        match=r"goal 'everyone-7d': no converters in the data.*as_of 1701388800 "
+        r"\(2023-12-01 00:00:00;.*earliest sign-up is 2024-01-01 09:00:00",
+    ):
+        training_set(_censored_marts("2023-12-01"), goal, MLSettings())
+
+
+def test_without_as_of_an_all_censored_goal_says_so_without_naming_as_of():
+    # The data's end is the latest event (11:00); the one-day log leaves every window open.
+    [goal] = parse_goals(None)
+    with pytest.raises(TrainingError, match=r"3 of 3 users .* 11:00:00 \(censored\)") as caught:
+        training_set(_censored_marts(None), goal, MLSettings())
+    assert "as_of" not in str(caught.value)
+
+
+def test_users_too_few_to_split_name_the_goal_and_the_counts(monkeypatch):
+    # 3 users at 10% and 10%: round(0.3) = 0 validate and 0 test, 3 train.
+    monkeypatch.setenv("NEXTBEST_VALID_FRACTION", "0.1")
+    monkeypatch.setenv("NEXTBEST_TEST_FRACTION", "0.1")
+    marts = _censored_marts(None)
+    marts.labels["data_end_at"] = pd.Timestamp("2024-02-01")
+    [goal] = parse_goals({"goals": [{"name": "week"}]})
+    with pytest.raises(
+        TrainingError,
+        match=r"goal 'week': 3 users cannot be split into train, valid and test: valid 10% and "
+        r"test 10% of them give train/valid/test 3/0/0",
+    ):
+        training_set(marts, goal, MLSettings())
+
+
+def _shop_with(events: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """_shop() where both payers also did each of `events` at 10:04, before paying at 10:05."""
+    journeys, labels = _shop()
+    extra = pd.DataFrame(
+        [
+            (user, event, pd.Timestamp("2024-01-01 10:04"))
+            for user in ("u1", "u2")
+            for event in events
+        ],
+        columns=["user_id", "event_name", "occurred_at"],
+    )
+    return pd.concat([journeys, extra], ignore_index=True), labels
+
+
+def test_events_whose_names_cannot_reach_intercom_are_left_out_and_counted(caplog):
+    # 256 characters is one over Intercom's 255 for nb_next_action; the others hold a line
+    # break, a tab, or a right-to-left override (U+202E, a format character).
+    bad = ["x" * 256, "step\none", "step\tone", "pay\u202edone"]
+    journeys, labels = _shop_with([*bad, "x" * 255])
+    with caplog.at_level("WARNING", logger="ml.catalogue"):
+        catalogue = build_catalogue(journeys, labels, min_share=0.5)
+    assert catalogue.events == ["browse", "x" * 255, "cart"]
+    # browse, cart and the five added: 7 events done before paying (help comes after, and
+    # pay, the conversion event, at payment time).
+    assert "catalogue: 4 of 7 events left out" in caplog.text
+    assert "the name of 256 characters is over Intercom's 255" in caplog.text
+    assert caplog.text.count("the name holds a line break or control character") == 3
+
+
+def test_a_derived_label_is_made_writable_and_the_change_is_logged(caplog):
+    # "aB" x 120 is 240 characters, a valid name; as a label each "aB" becomes "a b": 360
+    # characters, cut to 254 ("a b" x 84 + "a ") and trimmed, then the ellipsis.
+    event = "aB" * 120
+    journeys, labels = _shop_with([event])
+    with caplog.at_level("WARNING", logger="ml.catalogue"):
+        catalogue = build_catalogue(journeys, labels, min_share=0.5)
+    label = catalogue.label(event)
+    assert label == "A b" + "a b" * 83 + "a\u2026"
+    assert len(label) == 254
+    assert "catalogue: 1 of 3 labels made from event names were changed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("event", "label"),
+    [
+        ("step\r\n\x00one", "Step one"),
+        ("  \u2028plan_picked\u2029 ", "Plan picked"),
+        ("x" * 300, "X" + "x" * 253 + "\u2026"),
+        ("delivery_choice", "Delivery choice"),
+    ],
+)
+def test_derived_labels_are_one_trimmed_line_of_at_most_255_characters(event, label):
+    assert derived_label(event) == label
+    assert len(derived_label(event)) <= 255
+
+
+def test_an_override_action_whose_name_cannot_reach_intercom_is_refused(tmp_path):
+    journeys, labels = _shop_with(["x" * 256])
+    path = _override(tmp_path, f"actions:\n  - {{event: {'x' * 256}}}\n")
+    with pytest.raises(
+        CatalogueError,
+        match=r"action #1: event 'x+' cannot be an action: the "
+        r"name of 256 characters is over Intercom's 255",
+    ):
+        build_catalogue(journeys, labels, min_share=0.5, override=path)
+    # Without a label, an override action gets the same writable derived label.
+    journeys, labels = _shop_with(["aB" * 120])
+    path = _override(tmp_path, f"actions:\n  - {{event: {'aB' * 120}}}\n")
+    catalogue = build_catalogue(journeys, labels, min_share=0.5, override=path)
+    assert catalogue.actions[0].label == "A b" + "a b" * 83 + "a\u2026"
