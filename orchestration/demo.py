@@ -227,6 +227,25 @@ def half_set_credentials(settings: Settings) -> str | None:
     )
 
 
+def failure_reasons(result) -> dict[str, str]:
+    """Each failed step and the first line of the error it raised, in the order they failed.
+
+    Dagster wraps the error an asset raised in its own. The asset's error, not its cause,
+    is the one that names the stream, the request and the reason: a Stripe stream's error
+    says which request failed and that its cursor stayed, the SDK's only which key.
+    """
+    reasons: dict[str, str] = {}
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cls_name.startswith("Dagster") and error.cause:
+            error = error.cause
+        lines = (error.message if error is not None else "").strip().splitlines()
+        reasons[event.step_key] = lines[0] if lines else "no error message"
+    return reasons
+
+
 def quiet_library_notices() -> None:
     """Keep the libraries' notices about their own APIs out of the demo's output.
 
@@ -290,12 +309,14 @@ def run_demo(console: Console) -> int:
                 },
             )
         seconds = time.monotonic() - started
-        failed = [event.step_key for event in result.all_events if event.is_step_failure]
         if not result.success:
+            reasons = failure_reasons(result)
             console.print(
                 f"[red]run {result.run_id} failed after {seconds:.0f} s[/red];"
-                f" failed steps: {', '.join(failed) or 'see the log above'}"
+                f" failed steps: {', '.join(reasons) or 'see the log above'}"
             )
+            for step, reason in reasons.items():
+                console.print(f"  {step}: {reason}", markup=False, soft_wrap=True)
             return 1
         console.print(f"run {result.run_id} succeeded in {seconds:.0f} s")
         summary = read_summary(settings, result.run_id, sandbox)

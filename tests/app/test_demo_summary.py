@@ -73,3 +73,36 @@ def test_the_demo_loads_its_definitions_without_the_libraries_api_notices(
         # Five when written: two superseded Dagster APIs, two beta parameters, MLflow's pyfunc.
         # None left would mean quiet_library_notices is no longer needed.
         assert warned >= 1
+
+
+def test_a_failed_run_names_each_failed_step_with_the_error_it_raised() -> None:
+    import dagster as dg
+
+    from orchestration.demo import failure_reasons
+
+    @dg.op
+    def reads_intercom() -> None:
+        try:
+            raise ValueError("the client's own error")
+        except ValueError as error:
+            raise RuntimeError(
+                "Intercom GET /contacts failed with 401 (unauthorized)\nmore detail"
+            ) from error
+
+    @dg.op
+    def fine() -> int:
+        return 1
+
+    @dg.job
+    def pipeline() -> None:
+        reads_intercom()
+        fine()
+
+    result = pipeline.execute_in_process(raise_on_error=False)
+
+    assert not result.success
+    # The first line of the error the op raised (not of its cause), under the op's name; the
+    # op that succeeded is absent.
+    assert failure_reasons(result) == {
+        "reads_intercom": "RuntimeError: Intercom GET /contacts failed with 401 (unauthorized)"
+    }
