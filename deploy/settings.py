@@ -27,7 +27,8 @@ DAGSTER_HOME_TEMPLATE = DEPLOY_DIR / "dagster"
 class DeploySettings(BaseSettings):
     """Where the production services keep their state."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable (a copied .env.example line) means unset, as in every settings class.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     dagster_pg_host: str = Field(
         default="127.0.0.1",

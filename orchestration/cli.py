@@ -74,8 +74,9 @@ def show_settings(
         return
     if env_example:
         console.print("# nextbest settings, all read from the environment: export the ones you")
-        console.print("# change (e.g. `set -a; . ./my.env; set +a`). Unset ones take the default")
-        console.print("# shown; with no Intercom or Stripe credentials the sandbox stands in.\n")
+        console.print("# change (e.g. `set -a; . ./my.env; set +a`). Unset ones, and ones set to")
+        console.print("# nothing (`NAME=`), take the default shown; with no Intercom or Stripe")
+        console.print("# credentials the sandbox stands in.\n")
         for variable, default, meaning in settings_table():
             console.print(f"# {meaning}\n# {variable}={default}\n", soft_wrap=True, markup=False)
         return

@@ -14,11 +14,15 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from orchestration.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sandbox.settings import SandboxSettings
 
 JOB_NAME = "full_refresh"
 
@@ -45,6 +49,17 @@ class DemoSummary:
     example_user: str | None = None
 
 
+def demo_event_window_days(options: SandboxSettings) -> int:
+    """Days of events the demo's sandbox serves: 0 (all) unless the variable was set.
+
+    Read through the settings, so an empty variable counts as unset and a bad one is refused
+    naming the variable, as everywhere else.
+    """
+    if "event_window_days" in options.model_fields_set:
+        return options.event_window_days
+    return 0
+
+
 @contextlib.contextmanager
 def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
     """The sandbox when no credentials are set, with its variables exported; else nothing."""
@@ -60,7 +75,7 @@ def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
     # The demo shows the whole event history (Intercom's 90-day window off), as a real account
     # has it after `nextbest import-events` of its older events; only an explicit
     # NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS turns the window on here.
-    window = int(os.environ.get("NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS", "0"))
+    window = demo_event_window_days(options)
     console.print(
         f"starting the sandbox with dataset [bold]{settings.dataset}[/bold]"
         f" (dirt {'on' if options.dirt else 'off'}, faults {options.faults or 'none'},"

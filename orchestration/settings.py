@@ -29,7 +29,10 @@ _HTTP_URL = TypeAdapter(HttpUrl)
 class Settings(BaseSettings):
     """All settings of nextbest; each field is read from the variable in its alias."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable (a copied .env.example line) means unset, as in every settings class:
+    # read as given, `NEXTBEST_WAREHOUSE=` would be the working directory, `INTERCOM_ACCESS_TOKEN=`
+    # a token of no characters, and every number a type error.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(
         default=PROJECT_ROOT / ".nextbest",
@@ -66,7 +69,7 @@ class Settings(BaseSettings):
     intercom_access_token: str | None = Field(
         default=None,
         alias="INTERCOM_ACCESS_TOKEN",
-        description="Intercom access token. Unset: the sandbox is used.",
+        description="Intercom access token. Unset or empty: the sandbox is used.",
         repr=False,
     )
     intercom_region: Literal["us", "eu", "au"] = Field(
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = Field(
         default=None,
         alias="STRIPE_API_KEY",
-        description="Stripe secret or restricted key. Unset: the sandbox is used.",
+        description="Stripe secret or restricted key. Unset or empty: the sandbox is used.",
         repr=False,
     )
     stripe_base_url: str | None = Field(

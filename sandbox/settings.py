@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SandboxSettings(BaseSettings):
     """How the local Intercom and Stripe stand-in behaves; each field reads its alias."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable (a copied .env.example line) means unset, as in every settings class.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     faults: str | None = Field(
         default=None,

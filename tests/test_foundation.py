@@ -64,6 +64,65 @@ def test_a_bad_setting_names_the_variable(
         get_settings()
 
 
+def test_an_empty_variable_means_unset_in_every_settings_class(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `NAME=` is what an uncommented .env.example line leaves; every class must read it as
+    # unset, not fail on a number nor take a path, token or name of no characters.
+    from orchestration.settings import settings_classes, settings_table
+
+    variables = [variable for variable, _, _ in settings_table()]
+    for variable in variables:
+        monkeypatch.delenv(variable, raising=False)
+    unset = {cls.__name__: cls().model_dump() for cls in settings_classes()}
+    for variable in variables:
+        monkeypatch.setenv(variable, "")
+    assert {cls.__name__: cls().model_dump() for cls in settings_classes()} == unset
+
+
+def test_empty_paths_and_numbers_take_the_documented_defaults(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.settings import get_settings
+    from orchestration.transform.settings import TransformSettings
+
+    for variable in (
+        "NEXTBEST_WAREHOUSE",
+        "NEXTBEST_CONVERSION_WINDOW_DAYS",
+        "NEXTBEST_AS_OF",
+        "NEXTBEST_DBT_THREADS",
+        "NEXTBEST_SNAPSHOT_AFTER_EVERY_EVENT",
+    ):
+        monkeypatch.setenv(variable, "")
+    settings = get_settings()
+    # The README's defaults: $NEXTBEST_HOME/warehouse.duckdb, a 7-day window; no as-of time,
+    # 2 dbt threads, no snapshot after every event.
+    assert settings.warehouse == (nextbest_home / "warehouse.duckdb").resolve()
+    assert settings.conversion_window_days == 7
+    transform = TransformSettings()
+    assert (transform.as_of, transform.dbt_threads) == (None, 2)
+    assert transform.snapshot_after_every_event is False
+
+
+def test_empty_credentials_mean_the_sandbox_not_an_empty_token(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.resources import MissingCredentials, intercom_endpoint, stripe_endpoint
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv("INTERCOM_ACCESS_TOKEN", "")
+    monkeypatch.setenv("STRIPE_API_KEY", "")
+    settings = get_settings()
+    assert settings.intercom_access_token is None
+    assert settings.stripe_api_key is None
+    assert settings.uses_sandbox
+    # No client is ever built with an empty bearer token or key.
+    with pytest.raises(MissingCredentials, match="INTERCOM_ACCESS_TOKEN is not set"):
+        intercom_endpoint(settings)
+    with pytest.raises(MissingCredentials, match="STRIPE_API_KEY is not set"):
+        stripe_endpoint(settings)
+
+
 def test_importing_the_definitions_reads_no_environment() -> None:
     # A setting that cannot be parsed fails whoever reads it; import must still succeed.
     env = os.environ | {"NEXTBEST_CONVERSION_WINDOW_DAYS": "seven", "INTERCOM_REGION": "mars"}
@@ -102,10 +161,25 @@ def test_dagster_validates_the_workspace(nextbest_home: Path) -> None:
     assert "All code locations passed validation" in done.stdout + done.stderr
 
 
-def test_dbt_parses_with_the_projects_profile(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variables", "adapter"),
+    [
+        ({}, "duckdb"),
+        # Empty variables take the profile's defaults, as they do in the Python settings.
+        ({"NEXTBEST_DBT_TARGET": ""}, "duckdb"),
+        (
+            {"NEXTBEST_DBT_TARGET": "postgres", "NEXTBEST_PG_PORT": "", "NEXTBEST_PG_HOST": ""},
+            "postgres",
+        ),
+    ],
+)
+def test_dbt_parses_with_the_projects_profile(
+    tmp_path: Path, variables: dict[str, str], adapter: str
+) -> None:
     env = os.environ | {
         "NEXTBEST_WAREHOUSE": str(tmp_path / "w.duckdb"),
         "DBT_TARGET_PATH": str(tmp_path / "target"),
+        **variables,
     }
     done = subprocess.run(
         [str(BIN / "dbt"), "parse", "--profiles-dir", "."],
@@ -117,6 +191,7 @@ def test_dbt_parses_with_the_projects_profile(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert manifest["metadata"]["project_name"] == "nextbest"
+    assert manifest["metadata"]["adapter_type"] == adapter
 
 
 def test_the_bench_harness_writes_ratios_against_the_peer(tmp_path: Path) -> None:
@@ -168,7 +243,8 @@ def test_a_sandbox_base_url_is_kept_as_given(
     monkeypatch.setenv("STRIPE_BASE_URL", "")
     settings = get_settings()
     assert settings.intercom_url == "http://127.0.0.1:8765/intercom"
-    assert settings.stripe_base_url == ""
+    # Empty is unset: Stripe's own host.
+    assert settings.stripe_base_url is None
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ActivationSettings(BaseSettings):
     """How next best actions reach Intercom, and how fast the live loop reacts."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # An empty variable (a copied .env.example line) means unset, as in every settings class.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     dry_run: bool = Field(
         default=False,

@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class IngestSettings(BaseSettings):
     """How the ingestion assets read Intercom and Stripe."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable (a copied .env.example line) means unset, as in every settings class.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     full_refresh: bool = Field(
         default=False,

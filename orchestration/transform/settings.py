@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class TransformSettings(BaseSettings):
     """How the dbt project is run; the window and the session gap are core settings."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # An empty variable (a copied .env.example line) means unset, as in every settings class.
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     as_of: int | None = Field(
         default=None,

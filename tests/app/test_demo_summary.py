@@ -1,4 +1,5 @@
-"""The demo's output: converters over the primary goal's window, no library notices."""
+"""The demo's output: converters over the primary goal's window, no library notices; its
+sandbox serves every event unless the window variable says otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import duckdb
 import pytest
 
-from orchestration.demo import converters_within
+from orchestration.demo import converters_within, demo_event_window_days
 from tests.conftest import ROOT
 
 DAY = 86_400
@@ -41,6 +42,19 @@ def test_converters_are_counted_over_the_goal_window_not_the_marts_one(
     )
     # By hand: within 2 days u1; within 7 also u6 and u2 (day 7 exactly); within 14 also u3.
     assert converters_within(con, window_days) == expected
+
+
+@pytest.mark.parametrize(("value", "days"), [(None, 0), ("", 0), ("30", 30), ("0", 0)])
+def test_the_demo_sandbox_serves_every_event_unless_the_window_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, days: int
+) -> None:
+    from sandbox.settings import SandboxSettings
+
+    if value is None:
+        monkeypatch.delenv("NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS", raising=False)
+    else:
+        monkeypatch.setenv("NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS", value)
+    assert demo_event_window_days(SandboxSettings()) == days
 
 
 # What the demo does before its first stage logs: load the definitions and resolve the job.
