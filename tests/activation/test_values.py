@@ -82,3 +82,41 @@ def test_numbers_from_decimal_columns_and_numpy_are_sent_as_plain_json_numbers()
     assert type(validate_value(np.int64(7), "integer")) is int
     with pytest.raises(InvalidAttributeValue):
         validate_value(Decimal("NaN"), "float")
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        # "Choose" is 6 characters: \r is the 7th, \n the 8th; "delivery" ends at the 16th and
+        # the bell is the 17th of 17.
+        (
+            "Choose\r\ndelivery\x07",
+            "3 line-break or control characters (the first U+000D at character 7 of 17)",
+        ),
+        ("Invite\tteam", "1 line-break or control character (U+0009 at character 7 of 11)"),
+        ("a\x00", "1 line-break or control character (U+0000 at character 2 of 2)"),
+        # Unicode's line and paragraph separators, NEL and a zero-width space.
+        (
+            "one\u2028two\u2029",
+            "2 line-break or control characters (the first U+2028 at character 4 of 8)",
+        ),
+        ("\x85next", "1 line-break or control character (U+0085 at character 1 of 5)"),
+        ("zero\u200bwidth", "1 line-break or control character (U+200B at character 5 of 10)"),
+    ],
+)
+def test_strings_with_line_breaks_or_control_characters_are_refused_and_counted(value, found):
+    with pytest.raises(InvalidAttributeValue) as raised:
+        validate_value(value, "string")
+    assert str(raised.value) == f"string holds {found}; Intercom shows one line of text"
+
+
+def test_one_line_text_in_any_script_is_sent_as_is():
+    for value in ("Choose delivery", "Café: 10 € — ok", "招待する", "Launch 🚀", ""):
+        assert validate_value(value, "string") == value
+
+
+def test_the_write_back_refuses_what_the_catalogue_keeps_out_of_labels():
+    from ml.catalogue import UNSAFE_CATEGORIES as CATALOGUE_CATEGORIES
+    from orchestration.activation.values import UNSAFE_CATEGORIES
+
+    assert UNSAFE_CATEGORIES == CATALOGUE_CATEGORIES

@@ -253,6 +253,52 @@ def test_bad_values_are_reported_per_contact_while_the_others_go_through(
     assert numbers["contacts_failed"] == 4
 
 
+def test_line_breaks_and_control_characters_are_refused_counted_and_never_sent(
+    sandbox, recommend, sql
+):
+    """Intercom shows a string attribute on one line: such a value stays out of the request."""
+    ids = sandbox.contact_ids()
+    recommend(
+        rows_for(
+            sandbox,
+            overrides={2: {"action_label": "Choose\ndelivery"}, 5: {"action": "invite_team\t"}},
+        )
+    )
+    numbers = write_back("run-1")
+    good = [k for k in range(10) if k not in (2, 5)]
+    assert sorted(w["contact_id"] for w in sandbox.writes()) == sorted(ids[k] for k in good)
+    assert sandbox.attributes() == {ids[k]: expected_attributes(k) for k in good}
+    refused = sql(
+        "select contact_id, attribute, status, new_value, message "
+        "from activation.intercom_write_audit where status <> 'ok' order by contact_id, attribute"
+    )
+    # "Choose" is 6 characters, so the line break is the 7th of 15; the tab ends the 12
+    # characters of "invite_team\t". The audit keeps the refused value JSON-escaped.
+    expected = {
+        (ids[2], "nb_next_action_label"): (
+            "invalid",
+            '"Choose\\ndelivery"',
+            "string holds 1 line-break or control character (U+000A at character 7 of 15); "
+            "Intercom shows one line of text",
+        ),
+        (ids[5], "nb_next_action"): (
+            "invalid",
+            '"invite_team\\t"',
+            "string holds 1 line-break or control character (U+0009 at character 12 of 12); "
+            "Intercom shows one line of text",
+        ),
+    }
+    for contact_id, attribute, status, new_value, message in refused:
+        if (contact_id, attribute) in expected:
+            assert (status, new_value, message) == expected[contact_id, attribute]
+        else:
+            bad = "nb_next_action_label" if contact_id == ids[2] else "nb_next_action"
+            assert (status, message) == ("not_sent", f"not sent: invalid value for {bad}")
+    assert len(refused) == 8
+    assert (numbers["contacts_invalid"], numbers["contacts_failed"]) == (2, 2)
+    assert (numbers["rows_invalid"], numbers["rows_not_sent"]) == (2, 6)
+
+
 def test_attribute_names_are_case_sensitive_and_the_first_write_is_read_back(
     sandbox, recommend, sql
 ):
