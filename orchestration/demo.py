@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestration.settings import Settings, get_settings
@@ -291,17 +292,42 @@ def run_demo(console: Console) -> int:
     Returns:
         The process exit code: 0 when every stage succeeded.
     """
+    from sandbox.datasets import DatasetError
+
+    settings = get_settings()
+    refused = half_set_credentials(settings) or unknown_dataset(settings)
+    if refused:
+        console.print(f"[red]{escape(refused)}[/red]", soft_wrap=True)
+        return 1
+    try:
+        return _run(settings, console)
+    except DatasetError as error:
+        # The dataset could not be loaded (not downloaded, not readable): one line, no trace.
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        return 1
+
+
+def unknown_dataset(settings: Settings) -> str | None:
+    """Why the sandbox cannot serve NEXTBEST_DATASET, or None (also with credentials set)."""
+    from sandbox.runner import DATASETS
+
+    # events_file needs a file and its columns, which only `nextbest sandbox serve` takes.
+    served = [name for name in DATASETS if name != "events_file"]
+    if not settings.uses_sandbox or settings.dataset in served:
+        return None
+    return (
+        f"NEXTBEST_DATASET={settings.dataset!r} is not a dataset the demo serves: choose one of"
+        f" {', '.join(served)}; for your own file, see `nextbest sandbox serve --events`"
+    )
+
+
+def _run(settings: Settings, console: Console) -> int:
     import dagster as dg
 
     quiet_library_notices()
     from orchestration.activation.jobs import full_refresh_config
     from orchestration.definitions import defs
 
-    settings = get_settings()
-    half = half_set_credentials(settings)
-    if half:
-        console.print(f"[red]{half}[/red]")
-        return 1
     settings.prepare_home()
     console.print(f"[bold]nextbest demo[/bold]: home {settings.home.resolve()}")
     started = time.monotonic()

