@@ -126,6 +126,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _default_interrupt() -> None:
+    # Started in the background by a script or nohup, this process ignores SIGINT and its
+    # children would too; `dagster dev` gives SIGTERM its SIGINT handler, so it would ignore
+    # the stop as well and be killed 20 s later, with its runs left unfinished.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def supervise(
     console: Console, commands: list[tuple[str, list[str], int]], env: dict[str, str]
 ) -> int:
@@ -143,7 +150,13 @@ def supervise(
     try:
         for name, command, port in commands:
             # A new session per child, so Ctrl-C reaches us once and we stop each child cleanly.
-            proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_default_interrupt,
+            )
             processes.append((name, proc))
             if not _wait_for_port(port, 120, proc):
                 if proc.poll() is not None:

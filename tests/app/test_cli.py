@@ -143,20 +143,24 @@ def test_ui_on_a_busy_port_names_the_port_and_how_to_choose_another(
     assert "--dagster-port, --mlflow-port and NEXTBEST_SANDBOX_PORT" in printed
 
 
-# Supervises one child that listens on a port and prints its PID, as `nextbest ui` does its
-# three services.
+# Supervises one child, given as Python code (argv 2), on a port (argv 1), as `nextbest ui`
+# does its three services.
 _SUPERVISE = """
 import os, sys
 from rich.console import Console
 from orchestration.ui import supervise
-port = sys.argv[1]
-child = (
-    "import os, socket, time; s = socket.socket(); s.bind(('127.0.0.1', " + port + "));"
-    " s.listen(); print('child', os.getpid(), flush=True); time.sleep(300)"
-)
-code = supervise(Console(width=200), [("child", [sys.executable, "-c", child], int(port))],
+port, child = sys.argv[1], sys.argv[2]
+code = supervise(Console(width=200), [("child", [sys.executable, "-c", child, port], int(port))],
                  dict(os.environ))
 print("exit", code, flush=True)
+"""
+
+# Listens on the port and prints its PID.
+_CHILD = """
+import os, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+print("child", os.getpid(), flush=True)
+time.sleep(300)
 """
 
 
@@ -166,7 +170,7 @@ def test_ui_stopped_by_kill_or_a_closed_terminal_stops_its_services_too(signum: 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     supervisor = subprocess.Popen(
-        [sys.executable, "-u", "-c", _SUPERVISE, str(port)],
+        [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -279,3 +283,40 @@ def test_demo_offline_on_first_run_says_what_it_could_not_download_in_one_line(
     assert f"from http://127.0.0.1:{closed}/simple/retentioneering/" in said
     cached = nextbest_home / "datasets" / "simple_shop" / "simple-onlineshop.csv"
     assert f"the first run needs PyPI, later ones read {cached}" in said
+
+
+# A supervisor whose SIGINT is ignored, as `make ui &` from a script leaves it; its child says
+# whether Ctrl-C would reach it.
+_CHILD_SIGINT = """
+import os, signal, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+print("child sigint default:", signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+      flush=True)
+time.sleep(300)
+"""
+
+
+def test_ui_services_can_be_interrupted_even_when_ui_was_started_ignoring_sigint() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    supervisor = subprocess.Popen(
+        [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD_SIGINT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert supervisor.stdout is not None
+        lines = []
+        while not lines or "press Ctrl-C" not in lines[-1]:
+            line = supervisor.stdout.readline()
+            assert line, f"supervisor ended early: {lines}"
+            lines.append(line)
+        supervisor.send_signal(signal.SIGTERM)
+        rest = supervisor.communicate(timeout=30)[0]
+    finally:
+        supervisor.kill()
+    assert "child sigint default: True" in "".join(lines), lines
+    assert supervisor.returncode == 0, rest
