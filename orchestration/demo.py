@@ -77,6 +77,13 @@ def _sources(settings: Settings, console: Console) -> Iterator[object | None]:
     # has it after `nextbest import-events` of its older events; only an explicit
     # NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS turns the window on here.
     window = demo_event_window_days(options)
+    from sandbox.datasets import simple_shop_path
+
+    if settings.dataset == "simple_shop" and not simple_shop_path(settings.cache_dir).exists():
+        console.print(
+            f"downloading simple_shop from PyPI, once: later runs read"
+            f" {simple_shop_path(settings.cache_dir)}"
+        )
     console.print(
         f"starting the sandbox with dataset [bold]{settings.dataset}[/bold]"
         f" (dirt {'on' if options.dirt else 'off'}, faults {options.faults or 'none'},"

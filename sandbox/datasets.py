@@ -84,6 +84,11 @@ def _has_request(error: Exception) -> bool:
         return False
 
 
+def simple_shop_path(cache_dir: Path) -> Path:
+    """Where the simple_shop CSV is cached (it may not be there yet)."""
+    return Path(cache_dir) / "simple_shop" / "simple-onlineshop.csv"
+
+
 def simple_shop_csv(cache_dir: Path) -> Path:
     """Return the cached simple_shop CSV, downloading and verifying it on first use.
 
@@ -97,7 +102,7 @@ def simple_shop_csv(cache_dir: Path) -> Path:
     Returns:
         Path of the verified CSV.
     """
-    target = Path(cache_dir) / "simple_shop" / "simple-onlineshop.csv"
+    target = simple_shop_path(cache_dir)
     if target.exists() and _sha256(target.read_bytes()) == SIMPLE_SHOP_CSV_SHA256:
         return target
     import httpx

@@ -283,6 +283,8 @@ def test_demo_offline_on_first_run_says_what_it_could_not_download_in_one_line(
     assert f"from http://127.0.0.1:{closed}/simple/retentioneering/" in said
     cached = nextbest_home / "datasets" / "simple_shop" / "simple-onlineshop.csv"
     assert f"the first run needs PyPI, later ones read {cached}" in said
+    # Said before the download starts, so a slow one is not taken for a hang.
+    assert said.index("downloading simple_shop from PyPI, once") < said.index("error:")
 
 
 # A supervisor whose SIGINT is ignored, as `make ui &` from a script leaves it; its child says
