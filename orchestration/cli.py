@@ -138,11 +138,22 @@ def user(
         raise typer.Exit(1)
     with connect(settings.warehouse, read_only=True) as con:
         try:
-            story = load_story(con, ident, goal)
+            story = load_story(con, ident, goal, primary=_primary_goal())
         except (UnknownUserError, RuntimeError) as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from error
     render_story(story, console)
+
+
+def _primary_goal() -> str | None:
+    """The goals file's primary goal, or None when the file cannot be read (then any goal)."""
+    from ml.goals import GoalError, load_goals, primary_goal
+    from orchestration.models.settings import MLSettings
+
+    try:
+        return primary_goal(load_goals(MLSettings().goals_file)).name
+    except (GoalError, OSError):
+        return None
 
 
 @app.command("ui")

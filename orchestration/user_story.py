@@ -40,8 +40,16 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     return bool(found and found[0])
 
 
-def load_story(con: duckdb.DuckDBPyConnection, ident: str, goal: str | None = None) -> UserStory:
+def load_story(
+    con: duckdb.DuckDBPyConnection,
+    ident: str,
+    goal: str | None = None,
+    primary: str | None = None,
+) -> UserStory:
     """Find a user by app user id, external id or Intercom contact id and read their story.
+
+    The recommendation shown is the one for `goal`; without it, the one for `primary` (the
+    goals file's primary goal) when that goal has recommendations.
 
     Raises:
         UnknownUserError: No user has that id.
@@ -77,9 +85,14 @@ def load_story(con: duckdb.DuckDBPyConnection, ident: str, goal: str | None = No
         ]
         if goal and goal not in goals:
             raise UnknownUserError(f"unknown goal {goal!r}; goals with recommendations: {goals}")
+        if not goal and primary in goals:
+            goal = primary
         where = "user_id = ?" + (" and goal = ?" if goal else "")
         params = [user_id, goal] if goal else [user_id]
-        recs = _rows(con, f"select * from ml.next_best_actions where {where} limit 1", params)
+        # Ordered, so that without a goal and a known primary the same one shows every time.
+        recs = _rows(
+            con, f"select * from ml.next_best_actions where {where} order by goal limit 1", params
+        )
         recommendation = recs[0] if recs else None
     if _table_exists(con, "ml", "action_catalogue"):
         catalogue = {r["action"] for r in _rows(con, "select action from ml.action_catalogue", [])}
@@ -101,7 +114,7 @@ def render_story(story: UserStory, console: Console) -> None:
     p = story.profile
     console.print(
         f"[bold]user {p['user_id']}[/bold]  contact {p.get('contact_id')}  "
-        f"external id {p.get('external_id')}  email {p.get('email') or '-'}"
+        f"external id {p.get('external_id') or '-'}  email {p.get('email') or '-'}"
     )
     console.print(
         f"signed up {p.get('signed_up_at')}  role {p.get('role')}  "

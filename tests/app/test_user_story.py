@@ -71,3 +71,19 @@ def test_an_unknown_user_or_goal_is_reported_by_name(con) -> None:
 def test_a_warehouse_without_marts_says_what_to_run() -> None:
     with pytest.raises(RuntimeError, match="make demo"):
         load_story(duckdb.connect(), "u1")
+
+
+def test_without_a_goal_the_primary_goal_s_recommendation_is_shown(con) -> None:
+    # A second goal whose name sorts first, recommending something else.
+    con.execute(
+        "insert into ml.next_best_actions select 'a-trial-3d', 'u1', 'recommended', 'report',"
+        " 'Report', 0.09, 0.4, '[]', 'why not'"
+    )
+    assert load_story(con, "u1", primary="everyone-7d").recommendation["action"] == "billing"
+    assert load_story(con, "u1", primary="a-trial-3d").recommendation["action"] == "report"
+    # An explicit goal wins; an unknown primary falls back to the first goal by name.
+    assert (
+        load_story(con, "u1", "everyone-7d", primary="a-trial-3d").recommendation["action"]
+        == "billing"
+    )
+    assert load_story(con, "u1", primary="gone").recommendation["action"] == "report"
