@@ -40,6 +40,29 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     return bool(found and found[0])
 
 
+def _no_marts(con: duckdb.DuckDBPyConnection) -> str:
+    """What is missing from the warehouse and the commands that build it."""
+    found = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    where = found[0] if found and found[0] else "the in-memory warehouse"
+    raw = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'raw'"
+    ).fetchone()
+    message = (
+        f"no table marts.dim_users in {where}: dbt has not built the marts there yet; "
+        "`make demo` (or the job `full_refresh` in `make ui`) loads the raw layer and builds them"
+    )
+    if raw and raw[0]:
+        # The raw layer is there, so dbt alone builds the marts from it, without a new sync.
+        tables = f"{raw[0]} table" if raw[0] == 1 else f"{raw[0]} tables"
+        message += (
+            f"; its raw layer is loaded ({tables}), so "
+            "`.venv/bin/dbt build --project-dir . --profiles-dir .` alone builds them"
+        )
+    return message
+
+
 def load_story(
     con: duckdb.DuckDBPyConnection,
     ident: str,
@@ -56,7 +79,7 @@ def load_story(
         RuntimeError: The warehouse has not been built yet.
     """
     if not _table_exists(con, "marts", "dim_users"):
-        raise RuntimeError("the warehouse has no marts yet: run `make demo` or materialize first")
+        raise RuntimeError(_no_marts(con))
     found = _rows(
         con,
         "select * from marts.dim_users where user_id = ? or external_id = ? or contact_id = ?",

@@ -98,9 +98,11 @@ def serve(
     ) as sb:
         facts = store.facts()
         console.print(
-            f"[bold]sandbox[/bold] {chosen}: {facts['contacts']:,} contacts, "
-            f"{facts['events']:,} events, {facts['stripe']['customers']:,} Stripe customers, "
-            f"{facts['dirt']:,} dirty records; ready in {time.perf_counter() - started:.1f} s"
+            f"[bold]sandbox[/bold] {chosen}: {_count(facts['contacts'], 'contact')}, "
+            f"{_count(facts['events'], 'event')}, "
+            f"{_count(facts['stripe']['customers'], 'Stripe customer')}, "
+            f"{_count(facts['dirt'], 'dirty record')}; "
+            f"ready in {time.perf_counter() - started:.1f} s"
         )
         for name, value in sb.env().items():
             console.print(f"export {name}={value}")
@@ -121,17 +123,28 @@ def settings_problems(error: Any) -> str:
     return "invalid settings: " + "; ".join(lines)
 
 
+def _count(n: int, noun: str) -> str:
+    """`1 row`, `2 rows`: a count with its noun in the number it needs."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _report_rejected(rejected: list[dict], duplicate_rows: int, shown: int = 10) -> None:
-    """Say how many rows of an events file were set aside, and why, for the first few."""
+    """Say how many rows of an events file were set aside, and why, for the first few.
+
+    This is the one place the command reports them: the loader only logs them at INFO, so
+    they are not printed twice.
+    """
     if duplicate_rows:
+        verb = "repeats" if duplicate_rows == 1 else "repeat"
         console.print(
-            f"{duplicate_rows:,} rows repeat another row's user, event and second; all are served",
+            f"{_count(duplicate_rows, 'row')} {verb} another row's user, event and second; "
+            "all are served",
             soft_wrap=True,
         )
     if not rejected:
         return
     console.print(
-        f"[yellow]set aside {len(rejected):,} rows that could not be read[/yellow] "
+        f"[yellow]set aside {_count(len(rejected), 'row')} that could not be read[/yellow] "
         "(all of them: GET /_sandbox/rejected):",
         soft_wrap=True,
     )

@@ -284,7 +284,10 @@ def load_events_file(
         detail = f"; {len(rejected):,} set aside, the first: {rejected[0]}" if rejected else ""
         raise DatasetError(f"{path}: no readable event rows{detail}")
     if rejected:
-        log.warning(
+        # INFO, not WARNING: callers report EventLog.rejected themselves (`nextbest sandbox
+        # serve` lists them, GET /_sandbox/rejected serves them), so a warning here would
+        # print every set-aside row a second time.
+        log.info(
             "%s: %d of %d rows set aside (first: %s)",
             path,
             len(rejected),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -68,9 +69,25 @@ def test_an_unknown_user_or_goal_is_reported_by_name(con) -> None:
         load_story(con, "u1", goal="paid-30d")
 
 
-def test_a_warehouse_without_marts_says_what_to_run() -> None:
-    with pytest.raises(RuntimeError, match="make demo"):
-        load_story(duckdb.connect(), "u1")
+def test_a_warehouse_without_marts_names_the_table_the_file_and_the_commands(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as empty, pytest.raises(RuntimeError) as raised:
+        load_story(empty, "u1")
+    message = str(raised.value)
+    assert f"no table marts.dim_users in {path}:" in message
+    assert "`make demo` (or the job `full_refresh` in `make ui`)" in message
+    assert "dbt build" not in message
+    # With the raw layer loaded, dbt alone builds the marts (the command docs/models.md gives).
+    with duckdb.connect(str(path)) as raw_only:
+        raw_only.execute("create schema raw")
+        raw_only.execute("create table raw.events (id varchar)")
+        raw_only.execute("create table raw.contacts (id varchar)")
+        with pytest.raises(RuntimeError) as raised:
+            load_story(raw_only, "u1")
+    assert "raw layer is loaded (2 tables)" in str(raised.value)
+    assert "`.venv/bin/dbt build --project-dir . --profiles-dir .`" in str(raised.value)
 
 
 def test_without_a_goal_the_primary_goal_s_recommendation_is_shown(con) -> None:

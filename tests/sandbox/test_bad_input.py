@@ -7,8 +7,11 @@ numbers count the file's lines, times are days after 2024-01-01T00:00:00Z (17040
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -234,6 +237,46 @@ def test_serve_names_the_invalid_variable(nextbest_home: Path, monkeypatch: pyte
     assert result.exit_code == 1
     assert "NEXTBEST_SANDBOX_RATE_LIMIT='0'" in output
     assert "NEXTBEST_SANDBOX_FAULTS='lightning'" in output
+
+
+def test_serve_reports_set_aside_rows_once_and_counts_one_row_in_the_singular(
+    nextbest_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    import sandbox.cli
+
+    # Line 3 has a time that cannot be read; line 5 repeats line 4 to the second.
+    path = _write(
+        tmp_path,
+        HEADER
+        + b"u1,signup,1704067200\n"
+        + b"u1,paid,soon\n"
+        + b"u2,signup,1704153600\n"
+        + b"u2,signup,1704153600\n"
+        + b"u2,paid,1704240000\n",
+    )
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    # The command serves until Ctrl-C; its first wait stands in for it. Only the command's
+    # own view of `time` changes, so the server it starts waits as usual.
+    clock = SimpleNamespace(perf_counter=time.perf_counter, sleep=interrupted)
+    monkeypatch.setattr(sandbox.cli, "time", clock)
+    result = CliRunner().invoke(
+        sandbox_cli, ["serve", "--events", str(path), "--conversion-event", "paid", "--port", "0"]
+    )
+    output = _plain(result.output)
+    assert result.exit_code == 0, result.output
+    assert output.count("line 3") == 1, output
+    # With no logging set up, Python prints a WARNING record to stderr next to the report.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "set aside 1 row that could not be read" in output
+    assert "1 row repeats another row's user, event and second" in output
+    assert "2 contacts" in output
+    assert "1 rows" not in output
 
 
 # ---- the HTTP API ---------------------------------------------------------------------------
