@@ -62,7 +62,7 @@ def show_settings(
     env_example: bool = typer.Option(False, help="Print a commented .env.example."),
 ) -> None:
     """Print every setting, its environment variable, default and current value."""
-    from orchestration.settings import settings_classes, settings_table
+    from orchestration.settings import Settings, settings_classes, settings_table
 
     if markdown and env_example:
         raise typer.BadParameter("choose one of --markdown and --env-example, not both")
@@ -92,7 +92,17 @@ def show_settings(
     secret = {"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"}
     values: dict[str, object] = {}
     for cls in settings_classes():
-        values |= cls().model_dump(by_alias=True)
+        instance = cls()
+        values |= instance.model_dump(by_alias=True)
+        if isinstance(instance, Settings):
+            # Unset, these three follow NEXTBEST_HOME; the path they resolve to is the one
+            # `nextbest init` prints and every command uses, so that is the current value.
+            derived = {
+                "NEXTBEST_WAREHOUSE": instance.warehouse,
+                "DAGSTER_HOME": instance.dagster_home_dir,
+                "MLFLOW_TRACKING_URI": instance.tracking_uri,
+            }
+            values |= {name: value for name, value in derived.items() if values[name] is None}
     for variable, default, meaning in rows:
         value = values.get(variable)
         shown = "(set)" if variable in secret and value else ("" if value is None else str(value))

@@ -42,6 +42,53 @@ def test_settings_masks_passwords_inside_uris(
     assert "https://ops:***@mlflow.internal:443" in result.output
 
 
+def test_settings_shows_the_paths_derived_from_the_home_as_init_prints_them(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+
+    settings = CliRunner().invoke(app, ["settings"])
+    init = CliRunner().invoke(app, ["init"])
+
+    assert settings.exit_code == 0, settings.output
+    current = _current_values(settings.output)
+    # Worked out from the home alone: its documented defaults (README settings table).
+    home = nextbest_home.resolve()
+    assert current["NEXTBEST_WAREHOUSE"] == str(home / "warehouse.duckdb")
+    assert current["DAGSTER_HOME"] == str(home / "dagster")
+    assert current["MLFLOW_TRACKING_URI"] == f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    assert f"warehouse: {current['NEXTBEST_WAREHOUSE']}" in init.output
+    assert f"DAGSTER_HOME: {current['DAGSTER_HOME']}" in init.output
+    assert f"MLflow: {current['MLFLOW_TRACKING_URI']}" in init.output
+
+
+def test_settings_shows_a_set_path_variable_as_given(
+    nextbest_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setenv("NEXTBEST_WAREHOUSE", str(tmp_path / "elsewhere.duckdb"))
+
+    result = CliRunner().invoke(app, ["settings"])
+
+    assert _current_values(result.output)["NEXTBEST_WAREHOUSE"] == str(
+        tmp_path / "elsewhere.duckdb"
+    )
+
+
+def _current_values(output: str) -> dict[str, str]:
+    """Variable to its "current" cell in the settings table, folded lines joined back."""
+    current: dict[str, str] = {}
+    variable = ""
+    for line in output.splitlines():
+        cells = line.split("│")
+        if len(cells) != 6:
+            continue
+        if cells[1].strip():
+            variable = cells[1].strip()
+        current[variable] = current.get(variable, "") + cells[3].strip()
+    return current
+
+
 def test_settings_at_80_columns_cut_no_name_or_value_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
