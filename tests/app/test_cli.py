@@ -190,6 +190,13 @@ def test_ui_on_a_busy_port_names_the_port_and_how_to_choose_another(
     assert "--dagster-port, --mlflow-port and NEXTBEST_SANDBOX_PORT" in printed
 
 
+def _unused_port() -> int:
+    """A loopback port nothing listens on at the time of the call."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # Supervises one child, given as Python code (argv 2), on a port (argv 1), as `nextbest ui`
 # does its three services.
 _SUPERVISE = """
@@ -213,9 +220,7 @@ time.sleep(300)
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_ui_stopped_by_kill_or_a_closed_terminal_stops_its_services_too(signum: int) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _unused_port()
     supervisor = subprocess.Popen(
         [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD],
         stdout=subprocess.PIPE,
@@ -293,9 +298,7 @@ def test_ui_reports_a_service_that_exits_before_opening_its_port_without_waiting
 
     from orchestration.ui import supervise
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _unused_port()
     console = Console(record=True, width=400)
     failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
     started = time.monotonic()
@@ -312,9 +315,7 @@ def test_demo_offline_on_first_run_says_what_it_could_not_download_in_one_line(
 ) -> None:
     import sandbox.datasets
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = _unused_port()
     # Nothing listens there: a connection refused, as offline.
     monkeypatch.setattr(
         sandbox.datasets, "PYPI_SIMPLE_URL", f"http://127.0.0.1:{closed}/simple/retentioneering/"
@@ -346,9 +347,7 @@ time.sleep(300)
 
 
 def test_ui_services_can_be_interrupted_even_when_ui_was_started_ignoring_sigint() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _unused_port()
     supervisor = subprocess.Popen(
         [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD_SIGINT],
         stdout=subprocess.PIPE,
