@@ -11,6 +11,9 @@ from rich.table import Table
 
 from sandbox.cli import app as sandbox_app
 
+# What was given for these is never printed, even when it is refused.
+_SECRET_VARIABLES = frozenset({"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"})
+
 
 class _App(typer.Typer):
     """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback."""
@@ -26,9 +29,9 @@ class _App(typer.Typer):
         except ValidationError as error:
             for problem in error.errors():
                 variable = ".".join(str(part) for part in problem["loc"])
-                value = problem.get("input")
+                given = "" if variable in _SECRET_VARIABLES else f"={problem.get('input')!r}"
                 Console(stderr=True).print(
-                    f"[red]setting {variable}={value!r}: {problem['msg']}[/red]", markup=True
+                    f"[red]setting {variable}{given}: {problem['msg']}[/red]", markup=True
                 )
             raise SystemExit(1) from None
         except NotAWarehouse as error:

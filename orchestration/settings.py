@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     # An empty variable (a copied .env.example line) means unset, as in every settings class:
     # read as given, `NEXTBEST_WAREHOUSE=` would be the working directory, `INTERCOM_ACCESS_TOKEN=`
     # a token of no characters, and every number a type error.
-    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+    # The credentials are validated too: an error must not print what was given for them.
+    model_config = SettingsConfigDict(
+        extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
+    )
 
     home: Path = Field(
         default=PROJECT_ROOT / ".nextbest",
@@ -107,6 +110,20 @@ class Settings(BaseSettings):
         le=525_600,
         description="Inactivity that ends a session.",
     )
+
+    @field_validator("intercom_access_token", "stripe_api_key")
+    @classmethod
+    def _credential(cls, value: str | None) -> str | None:
+        # Tokens and keys hold no white space; a pasted one that does would be sent as is and
+        # every request would answer 401, a blank one would quietly mean the real API's absence.
+        if value is not None:
+            spaces = sum(character.isspace() for character in value)
+            if spaces:
+                raise ValueError(
+                    f"holds {spaces} white-space character(s) in {len(value)}; a token has none "
+                    "(a copy-paste slip? unset it to use the sandbox)"
+                )
+        return value
 
     @field_validator("intercom_base_url", "stripe_base_url")
     @classmethod

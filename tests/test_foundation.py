@@ -64,6 +64,44 @@ def test_a_bad_setting_names_the_variable(
         get_settings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "spaces"),
+    [("INTERCOM_ACCESS_TOKEN", "   ", 3), ("STRIPE_API_KEY", "sk_test_abc\n", 1)],
+)
+def test_a_credential_with_white_space_is_refused_naming_the_variable(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, spaces: int
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestration.settings import get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        get_settings()
+    message = str(raised.value)
+    assert variable in message
+    assert f"holds {spaces} white-space character(s) in {len(value)}" in message
+    assert value.strip() not in message or not value.strip()  # the key is never printed
+
+
+def test_the_command_line_never_prints_a_refused_credential(nextbest_home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"NEXTBEST_HOME": str(nextbest_home), "STRIPE_API_KEY": "sk_live_x y"}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "settings"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert "STRIPE_API_KEY" in done.stderr
+    assert "sk_live" not in done.stderr + done.stdout
+
+
 def test_an_empty_variable_means_unset_in_every_settings_class(
     nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
