@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import groupby
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml.intercom_text import STRING_MAX_CHARS, is_unsafe_char
 from ml.yaml_file import read_yaml
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,9 @@ CONVERSION_EVENT_MIN_SHARE = 0.5
 # The event that marks paying is rare among users who never paid (refunds aside); funnel
 # steps next to the payment, such as the cart, are not.
 CONVERSION_EVENT_MAX_NON_PAYER_SHARE = 0.1
-# Labels are written to the Intercom attribute `nb_next_action_label`, whose string values
-# Intercom caps at 255 characters (`orchestration.activation.values.STRING_MAX_CHARS`).
-LABEL_MAX_CHARS = 255
+# Labels are written to the Intercom attribute `nb_next_action_label`, a string attribute.
+LABEL_MAX_CHARS = STRING_MAX_CHARS
 OVERRIDE_KEYS = ("actions", "labels", "exclude")
-# Unicode categories a one-line text attribute must not hold: control and format characters,
-# line and paragraph separators.
-UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 ELLIPSIS = "\u2026"
 
 
@@ -84,10 +80,6 @@ def humanize(event: str) -> str:
     return words[:1].upper() + words[1:] if words else event
 
 
-def _is_unsafe(char: str) -> bool:
-    return unicodedata.category(char) in UNSAFE_CATEGORIES
-
-
 def unwritable_reason(event: str) -> str | None:
     """Why an event name cannot be an action, or None when it can.
 
@@ -99,7 +91,7 @@ def unwritable_reason(event: str) -> str | None:
         return "the name is blank"
     if len(event) > LABEL_MAX_CHARS:
         return f"the name of {len(event)} characters is over Intercom's {LABEL_MAX_CHARS}"
-    if any(_is_unsafe(char) for char in event):
+    if any(is_unsafe_char(char) for char in event):
         return "the name holds a line break or control character"
     return None
 
@@ -111,7 +103,8 @@ def derived_label(event: str) -> str:
     label over 255 characters is cut to 254 and ends with an ellipsis, so the cut shows.
     """
     label = "".join(
-        " " if unsafe else "".join(chars) for unsafe, chars in groupby(humanize(event), _is_unsafe)
+        " " if unsafe else "".join(chars)
+        for unsafe, chars in groupby(humanize(event), is_unsafe_char)
     ).strip()
     if len(label) > LABEL_MAX_CHARS:
         label = label[: LABEL_MAX_CHARS - 1].rstrip() + ELLIPSIS
@@ -248,7 +241,7 @@ def _label(value: object, where: str) -> str:
     label = value.strip()
     if not label:
         raise CatalogueError(f"{where}: label is empty")
-    if any(_is_unsafe(char) for char in label):
+    if any(is_unsafe_char(char) for char in label):
         raise CatalogueError(f"{where}: label {label!r} holds a line break or control character")
     if len(label) > LABEL_MAX_CHARS:
         raise CatalogueError(

@@ -293,9 +293,11 @@ def reason_text(best: dict, window_days: int) -> str:
             f"{support}; doing it is estimated to move the chance of paying within "
             f"{window_days} days {move}"
         )
+    # An action the trees never split on leaves the score exactly as it is: not "lowers".
+    effect = "leaves it as it is" if best["score_with"] == best["score"] else "lowers it least"
     return (
         f"{support}; no supported action is estimated to raise the chance of paying within "
-        f"{window_days} days, and this one lowers it least ({move})"
+        f"{window_days} days, and this one {effect} ({move})"
     )
 
 

@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     @field_validator("intercom_access_token", "stripe_api_key")
     @classmethod
     def _credential(cls, value: str | None) -> str | None:
-        # Tokens and keys hold no white space; a pasted one that does would be sent as is and
-        # every request would answer 401, a blank one would quietly mean the real API's absence.
+        # Tokens and keys hold no white space: a pasted one with a space or line break would be
+        # sent as is and every request answered 401; one of blanks alone would not mean unset.
         if value is not None:
             spaces = sum(character.isspace() for character in value)
             if spaces:

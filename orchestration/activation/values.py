@@ -10,21 +10,15 @@ from __future__ import annotations
 import math
 import numbers
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from ml.intercom_text import STRING_MAX_CHARS, is_unsafe_char
+
 DataType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
 
-STRING_MAX_CHARS = 255
-"""Intercom's limit on a string attribute value."""
-
-# A string attribute is one line of text in Intercom's UI and in message rules, which compare
-# it with a typed value: control and format characters, line and paragraph separators (the
-# categories `ml.catalogue` keeps out of action names and labels) could not be typed or shown.
-UNSAFE_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
 
 # Unix seconds above this are most likely milliseconds (year 5138 and later as seconds).
 _MAX_UNIX_SECONDS = 10**11
@@ -105,9 +99,7 @@ def validate_value(value: Any, data_type: DataType) -> Any:
             raise InvalidAttributeValue(
                 f"string of {len(value)} characters is over Intercom's {STRING_MAX_CHARS}"
             )
-        unsafe = [
-            i for i, char in enumerate(value) if unicodedata.category(char) in UNSAFE_CATEGORIES
-        ]
+        unsafe = [i for i, char in enumerate(value) if is_unsafe_char(char)]
         if unsafe:
             first = unsafe[0]
             where = f"U+{ord(value[first]):04X} at character {first + 1} of {len(value)}"

@@ -113,10 +113,3 @@ def test_strings_with_line_breaks_or_control_characters_are_refused_and_counted(
 def test_one_line_text_in_any_script_is_sent_as_is():
     for value in ("Choose delivery", "Café: 10 € — ok", "招待する", "Launch 🚀", ""):
         assert validate_value(value, "string") == value
-
-
-def test_the_write_back_refuses_what_the_catalogue_keeps_out_of_labels():
-    from ml.catalogue import UNSAFE_CATEGORIES as CATALOGUE_CATEGORIES
-    from orchestration.activation.values import UNSAFE_CATEGORIES
-
-    assert UNSAFE_CATEGORIES == CATALOGUE_CATEGORIES

@@ -94,6 +94,25 @@ def test_when_no_action_is_estimated_to_help_the_reason_says_so():
     )
 
 
+class _Indifferent:
+    """A made-up model that no action moves: every score stays 25%."""
+
+    def predict(self, frame):
+        return np.full(len(frame), 0.25)
+
+    raw_scores = predict
+
+
+def test_when_no_action_changes_the_score_the_reason_does_not_say_it_lowers_it():
+    recs = recommend(_states([("u", 1, 0, 0, "a")]), _Indifferent(), CATALOGUE, _support(), 0.2, 7)
+    reason = recs.iloc[0]["reason"]
+    assert recs.iloc[0]["lift"] == 0
+    assert reason.endswith(
+        "no supported action is estimated to raise the chance of paying within 7 days, and "
+        "this one leaves it as it is (from 25.0% to 25.0%)"
+    )
+
+
 def test_an_unsupported_action_is_not_proposed_however_large_its_lift():
     recs = recommend(_states([("u", 1, 0, 0, "a")]), _predict, CATALOGUE, _support(), 0.5, 7)
     assert recs.loc[0, "action"] == "b"
