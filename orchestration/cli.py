@@ -92,7 +92,6 @@ def show_settings(
     table = Table(title="nextbest settings", expand=True)
     for column, ratio in (("variable", 4), ("default", 2), ("current", 2), ("meaning", 3)):
         table.add_column(column, overflow="fold", ratio=ratio)
-    secret = {"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"}
     values: dict[str, object] = {}
     for cls in settings_classes():
         instance = cls()
@@ -108,7 +107,9 @@ def show_settings(
             values |= {name: value for name, value in derived.items() if values[name] is None}
     for variable, default, meaning in rows:
         value = values.get(variable)
-        shown = "(set)" if variable in secret and value else ("" if value is None else str(value))
+        shown = "" if value is None else str(value)
+        if variable in _SECRET_VARIABLES and value:
+            shown = "(set)"
         # A database or tracking URI may carry its password (docs/deploy.md writes them so).
         table.add_row(variable, default, redacted(shown) if "://" in shown else shown, meaning)
     console.print(table)
