@@ -216,15 +216,16 @@ RELIST_FOR_SET_ASIDE = "full (records set aside by the last sync)"
 
 
 def _set_aside_last_sync(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Records of the stream quarantined by the sync that committed its cursor.
+    """Records of the stream first set aside by the sync that committed its cursor.
 
-    A record set aside before and again by that sync counts too (`last_seen_sync_id`).
+    A record met again (an incremental sync's overlap reads it anew) was re-listed once
+    already: counting it would make every other sync a full one.
     """
     return con.execute(
         f"""
         select count(*) from {RAW_SCHEMA}.quarantine as q
         join {RAW_SCHEMA}.sync_state as s
-            on s.stream = q.stream and s.sync_id = q.last_seen_sync_id
+            on s.stream = q.stream and s.sync_id = q.sync_id
         where q.stream = ?
         """,
         [table],
