@@ -447,10 +447,11 @@ def import_events(
             "source_line": item.line,
         }
         # The keys an earlier import may have stored this event under, before its contact
-        # was synced: once the contact is known, that copy moves to the contact's key.
+        # was synced (or, for a contact id not synced yet, before such an id keyed its row):
+        # once the contact's key is known, that copy moves to it.
         earlier = {given_contact, external, email_key, written_key} - {key, None}
         parsed.append((key, contact, external, email, name, created, payload))
-        former.append(earlier if contact is not None else set())
+        former.append(earlier if key in (contact, given_contact) else set())
         unsynced.append(
             (given_contact or external or email_key, given_contact or external or written_key)
         )

@@ -130,3 +130,25 @@ def test_the_summary_adds_up_and_a_repeated_row_is_a_further_event_of_its_second
     # 4 rows: 2 inserted (u1 twice), 1 already stored (u3), 1 quarantined (no name).
     assert summary.startswith("4 rows: 2 events inserted, 1 already stored, 1 quarantined;")
     assert "repeated" not in summary
+
+
+def test_a_row_of_a_contact_not_synced_yet_stored_under_its_user_id_is_not_stored_twice(
+    tmp_path: Path,
+):
+    # Versions that keyed a row naming a contact not synced yet by its user id stored it
+    # under `u-9`; today such a row is keyed `c-9`, as the API will key that contact's event.
+    export = tmp_path / "export.csv"
+    export.write_text(f"contact_id,user_id,event,timestamp\nc-9,u-9,cart,{T}\n")
+    with warehouse(tmp_path / "w.duckdb") as con:
+        payload = {"event_name": "cart", "created_at": T, "user_id": "u-9"}
+        con.execute(
+            "insert into raw.intercom_events values (?, null, null, 'u-9', null, 'cart', ?, ?, "
+            "'import', 'old', now())",
+            [md5(f"u-9|cart|{T}"), T, json.dumps(payload)],
+        )
+        report = import_events(con, export)
+        again = import_events(con, export)
+        rows = [r[0] for r in _events(con)]
+    assert rows == [md5(f"c-9|cart|{T}")]
+    assert (report.rekeyed, report.counts.inserted) == (1, 1)
+    assert (again.rekeyed, again.counts.unchanged) == (0, 1)
