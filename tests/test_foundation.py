@@ -123,9 +123,20 @@ def test_an_empty_variable_means_unset_in_every_settings_class(
     from orchestration.settings import settings_classes, settings_table
 
     variables = [variable for variable, _, _ in settings_table()]
+    # One variable of each class the docs list, so the comparison below is never of nothing.
+    assert {
+        "NEXTBEST_WAREHOUSE",
+        "NEXTBEST_INGEST_MAX_ATTEMPTS",
+        "NEXTBEST_DBT_THREADS",
+        "NEXTBEST_ML_SEED",
+        "NEXTBEST_ACTIVATION_DRY_RUN",
+        "NEXTBEST_SANDBOX_FAULTS",
+        "DAGSTER_PG_PORT",
+    } <= set(variables)
     for variable in variables:
         monkeypatch.delenv(variable, raising=False)
     unset = {cls.__name__: cls().model_dump() for cls in settings_classes()}
+    assert len(unset) == 7
     for variable in variables:
         monkeypatch.setenv(variable, "")
     assert {cls.__name__: cls().model_dump() for cls in settings_classes()} == unset
