@@ -120,3 +120,5 @@ def test_the_write_back_refuses_what_the_catalogue_keeps_out_of_labels():
     from orchestration.activation.values import UNSAFE_CATEGORIES
 
     assert UNSAFE_CATEGORIES == CATALOGUE_CATEGORIES
+    # The categories docs/activation.md names: control, format, line and paragraph separators.
+    assert set(UNSAFE_CATEGORIES) == {"Cc", "Cf", "Zl", "Zp"}
