@@ -7,12 +7,25 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import ROOT
 
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
+
 BIN = Path(sys.executable).parent
+
+
+def _settings_with(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
+    """The settings read with `variables` set in the environment."""
+    from orchestration.settings import get_settings
+
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    return get_settings()
 
 
 def test_every_local_path_lives_under_the_home_folder(nextbest_home: Path) -> None:
@@ -110,9 +123,20 @@ def test_an_empty_variable_means_unset_in_every_settings_class(
     from orchestration.settings import settings_classes, settings_table
 
     variables = [variable for variable, _, _ in settings_table()]
+    # One variable of each class the docs list, so the comparison below is never of nothing.
+    assert {
+        "NEXTBEST_WAREHOUSE",
+        "NEXTBEST_INGEST_MAX_ATTEMPTS",
+        "NEXTBEST_DBT_THREADS",
+        "NEXTBEST_ML_SEED",
+        "NEXTBEST_ACTIVATION_DRY_RUN",
+        "NEXTBEST_SANDBOX_FAULTS",
+        "DAGSTER_PG_PORT",
+    } <= set(variables)
     for variable in variables:
         monkeypatch.delenv(variable, raising=False)
     unset = {cls.__name__: cls().model_dump() for cls in settings_classes()}
+    assert len(unset) == 7
     for variable in variables:
         monkeypatch.setenv(variable, "")
     assert {cls.__name__: cls().model_dump() for cls in settings_classes()} == unset
@@ -121,18 +145,16 @@ def test_an_empty_variable_means_unset_in_every_settings_class(
 def test_empty_paths_and_numbers_take_the_documented_defaults(
     nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestration.settings import get_settings
     from orchestration.transform.settings import TransformSettings
 
-    for variable in (
-        "NEXTBEST_WAREHOUSE",
-        "NEXTBEST_CONVERSION_WINDOW_DAYS",
-        "NEXTBEST_AS_OF",
-        "NEXTBEST_DBT_THREADS",
-        "NEXTBEST_SNAPSHOT_AFTER_EVERY_EVENT",
-    ):
-        monkeypatch.setenv(variable, "")
-    settings = get_settings()
+    settings = _settings_with(
+        monkeypatch,
+        NEXTBEST_WAREHOUSE="",
+        NEXTBEST_CONVERSION_WINDOW_DAYS="",
+        NEXTBEST_AS_OF="",
+        NEXTBEST_DBT_THREADS="",
+        NEXTBEST_SNAPSHOT_AFTER_EVERY_EVENT="",
+    )
     # The README's defaults: $NEXTBEST_HOME/warehouse.duckdb, a 7-day window; no as-of time,
     # 2 dbt threads, no snapshot after every event.
     assert settings.warehouse == (nextbest_home / "warehouse.duckdb").resolve()
@@ -146,11 +168,8 @@ def test_empty_credentials_mean_the_sandbox_not_an_empty_token(
     nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestration.resources import MissingCredentials, intercom_endpoint, stripe_endpoint
-    from orchestration.settings import get_settings
 
-    monkeypatch.setenv("INTERCOM_ACCESS_TOKEN", "")
-    monkeypatch.setenv("STRIPE_API_KEY", "")
-    settings = get_settings()
+    settings = _settings_with(monkeypatch, INTERCOM_ACCESS_TOKEN="", STRIPE_API_KEY="")
     assert settings.intercom_access_token is None
     assert settings.stripe_api_key is None
     assert settings.uses_sandbox
@@ -275,11 +294,9 @@ def test_a_base_url_that_is_not_http_names_the_variable(
 def test_a_sandbox_base_url_is_kept_as_given(
     nextbest_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestration.settings import get_settings
-
-    monkeypatch.setenv("INTERCOM_BASE_URL", "http://127.0.0.1:8765/intercom")
-    monkeypatch.setenv("STRIPE_BASE_URL", "")
-    settings = get_settings()
+    settings = _settings_with(
+        monkeypatch, INTERCOM_BASE_URL="http://127.0.0.1:8765/intercom", STRIPE_BASE_URL=""
+    )
     assert settings.intercom_url == "http://127.0.0.1:8765/intercom"
     # Empty is unset: Stripe's own host.
     assert settings.stripe_base_url is None

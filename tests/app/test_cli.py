@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -209,6 +210,31 @@ code = supervise(Console(width=200), [("child", [sys.executable, "-c", child, po
 print("exit", code, flush=True)
 """
 
+
+def _start_supervisor(
+    port: int, child: str, **popen: Any
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Starts `_SUPERVISE` over `child` and reads its output up to the line on how to stop it."""
+    supervisor = subprocess.Popen(
+        [sys.executable, "-u", "-c", _SUPERVISE, str(port), child],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        **popen,
+    )
+    lines: list[str] = []
+    try:
+        assert supervisor.stdout is not None
+        while not lines or "press Ctrl-C" not in lines[-1]:
+            line = supervisor.stdout.readline()
+            assert line, f"supervisor ended early: {lines}"
+            lines.append(line)
+    except BaseException:
+        supervisor.kill()
+        raise
+    return supervisor, lines
+
+
 # Listens on the port and prints its PID.
 _CHILD = """
 import os, socket, sys, time
@@ -221,20 +247,9 @@ time.sleep(300)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_ui_stopped_by_kill_or_a_closed_terminal_stops_its_services_too(signum: int) -> None:
     port = _unused_port()
-    supervisor = subprocess.Popen(
-        [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    supervisor, lines = _start_supervisor(port, _CHILD)
     child = None
     try:
-        assert supervisor.stdout is not None
-        lines = []
-        while not lines or "press Ctrl-C" not in lines[-1]:
-            line = supervisor.stdout.readline()
-            assert line, f"supervisor ended early: {lines}"
-            lines.append(line)
         child = int(next(line for line in lines if line.startswith("child ")).split()[1])
         supervisor.send_signal(signum)
         rest = supervisor.communicate(timeout=30)[0]
@@ -348,20 +363,10 @@ time.sleep(300)
 
 def test_ui_services_can_be_interrupted_even_when_ui_was_started_ignoring_sigint() -> None:
     port = _unused_port()
-    supervisor = subprocess.Popen(
-        [sys.executable, "-u", "-c", _SUPERVISE, str(port), _CHILD_SIGINT],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    supervisor, lines = _start_supervisor(
+        port, _CHILD_SIGINT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
     )
     try:
-        assert supervisor.stdout is not None
-        lines = []
-        while not lines or "press Ctrl-C" not in lines[-1]:
-            line = supervisor.stdout.readline()
-            assert line, f"supervisor ended early: {lines}"
-            lines.append(line)
         supervisor.send_signal(signal.SIGTERM)
         rest = supervisor.communicate(timeout=30)[0]
     finally:

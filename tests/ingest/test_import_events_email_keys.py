@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.ingest.import_events import import_events
+from orchestration.ingest.import_events import ImportReport, import_events
 from orchestration.warehouse import warehouse
 
 T = 1_577_872_800  # 2020-01-01 10:00:00 UTC
@@ -36,6 +36,29 @@ def _store_as_before(con: duckdb.DuckDBPyConnection, event_id: str, email: str) 
     )
 
 
+def _import_over_old_keys(
+    tmp_path: Path,
+    csv_text: str,
+    old_emails: list[str],
+    synced_contact: tuple[str, str] | None = None,
+) -> tuple[ImportReport, list[tuple]]:
+    """Imports `csv_text` into a warehouse holding a `cart` event at T per e-mail, keyed as
+    an earlier version keyed it (e-mail as written), and maybe one synced contact."""
+    export = tmp_path / "export.csv"
+    export.write_text(csv_text)
+    with warehouse(tmp_path / "w.duckdb") as con:
+        for email in old_emails:
+            _store_as_before(con, md5(f"email:{email}|cart|{T}"), email)
+        if synced_contact is not None:
+            contact_id, email = synced_contact
+            con.execute(
+                "insert into raw.intercom_contacts values (?, 1, ?, false, null, 's1', now())",
+                [contact_id, json.dumps({"id": contact_id, "email": email})],
+            )
+        report = import_events(con, export)
+        return report, _events(con)
+
+
 def test_one_event_imported_under_two_spellings_of_an_e_mail_is_stored_once(tmp_path: Path):
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     first.write_text(f"email,event,timestamp\nLee@X.com,cart,{T}\n")
@@ -52,14 +75,12 @@ def test_one_event_imported_under_two_spellings_of_an_e_mail_is_stored_once(tmp_
 def test_events_stored_under_an_e_mail_in_its_written_case_move_to_the_folded_key(
     tmp_path: Path,
 ):
-    export = tmp_path / "export.csv"
-    export.write_text(f"email,event,timestamp\nLee@x.com,cart,{T}\nann@x.com,cart,{T}\n")
-    with warehouse(tmp_path / "w.duckdb") as con:
-        # What an earlier version stored from this file: the key kept the e-mail's case.
-        _store_as_before(con, md5(f"email:Lee@x.com|cart|{T}"), "Lee@x.com")
-        _store_as_before(con, md5(f"email:ann@x.com|cart|{T}"), "ann@x.com")
-        report = import_events(con, export)
-        rows = _events(con)
+    # What an earlier version stored from this file: the key kept the e-mail's case.
+    report, rows = _import_over_old_keys(
+        tmp_path,
+        f"email,event,timestamp\nLee@x.com,cart,{T}\nann@x.com,cart,{T}\n",
+        ["Lee@x.com", "ann@x.com"],
+    )
     assert [r[0] for r in rows] == sorted(
         [md5(f"email:lee@x.com|cart|{T}"), md5(f"email:ann@x.com|cart|{T}")]
     )
@@ -94,16 +115,12 @@ def test_an_event_kept_under_a_mixed_case_e_mail_moves_to_its_contact_once_synce
 ):
     # Imported by an earlier version before the contact was synced, under the e-mail as
     # written; the row now names the contact, so the copy moves to the contact's key.
-    export = tmp_path / "export.csv"
-    export.write_text(f"contact_id,email,event,timestamp\nc-1,Lee@x.com,cart,{T}\n")
-    with warehouse(tmp_path / "w.duckdb") as con:
-        _store_as_before(con, md5(f"email:Lee@x.com|cart|{T}"), "Lee@x.com")
-        con.execute(
-            "insert into raw.intercom_contacts values ('c-1', 1, ?, false, null, 's1', now())",
-            [json.dumps({"id": "c-1", "email": "lee@x.com"})],
-        )
-        report = import_events(con, export)
-        rows = _events(con)
+    report, rows = _import_over_old_keys(
+        tmp_path,
+        f"contact_id,email,event,timestamp\nc-1,Lee@x.com,cart,{T}\n",
+        ["Lee@x.com"],
+        synced_contact=("c-1", "lee@x.com"),
+    )
     assert [r[0] for r in rows] == [md5(f"c-1|cart|{T}")]
     assert (report.rekeyed, report.emails_rekeyed) == (1, 0)
 

@@ -92,7 +92,8 @@ def test_a_file_without_a_known_user_column_is_told_how_to_map_its_own(nextbest_
         app, ["import-events", str(export), "--column", "distinct_id=external_id"]
     )
     assert mapped.exit_code == 0, mapped.output
-    assert "1 events inserted" in " ".join(mapped.output.split())
+    said = " ".join(mapped.output.split())
+    assert "1 rows: 1 events inserted, 0 already stored, 0 quarantined;" in said
 
 
 def test_the_documented_column_names_are_the_accepted_ones(nextbest_home, tmp_path):
@@ -110,7 +111,8 @@ def test_the_documented_column_names_are_the_accepted_ones(nextbest_home, tmp_pa
     export.write_text("intercom_user_id,name,time\nc-9,main,2020-01-01T10:00:00Z\n")
     result = CliRunner().invoke(app, ["import-events", str(export)])
     assert result.exit_code == 0, result.output
-    assert "1 events inserted" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "1 rows: 1 events inserted, 0 already stored, 0 quarantined;" in said
     with connect(get_settings().warehouse, read_only=True) as con:
         assert _events(con) == [
             (event_key("c-9", "main", 1_577_872_800), None, None, "main", 1_577_872_800, "import")
@@ -152,5 +154,5 @@ def test_events_imported_before_their_contact_was_synced_move_to_it_on_a_re_impo
             (md5(f"email:a@x.test|cart|{t}"), None, None, "cart", t, "import"),
         ]
     )
-    assert "1 events inserted, 1 already stored" in output
+    assert "2 rows: 1 events inserted, 1 already stored, 0 quarantined;" in output
     assert "1 copies imported before their contact was synced moved to it" in output
