@@ -129,7 +129,7 @@ def test_a_warehouse_of_an_earlier_version_keeps_working_and_its_repeats_are_fol
     assert first_seen[0].startswith("2024-01-01 00:00:00")
 
 
-def test_a_stripe_record_set_aside_again_by_the_last_sync_still_asks_for_a_re_list(
+def test_only_a_stripe_record_first_set_aside_by_the_last_sync_asks_for_a_re_list(
     tmp_path: Path,
 ):
     with warehouse(tmp_path / "w.duckdb") as con:
@@ -137,10 +137,12 @@ def test_a_stripe_record_set_aside_again_by_the_last_sync_still_asks_for_a_re_li
         quarantine(con, "stripe_charges", record, "s1")
         set_cursor(con, "stripe_charges", "{}", "s1")
         assert _set_aside_last_sync(con, "stripe_charges") == 1
-        # s2 meets the same record again (the row keeps s1 as its first sync).
+        # s2 (the re-list) meets the same record again: the row keeps s1 as its first sync,
+        # and a record that had its re-list asks for none more.
         quarantine(con, "stripe_charges", record, "s2")
         set_cursor(con, "stripe_charges", "{}", "s2")
-        assert _set_aside_last_sync(con, "stripe_charges") == 1
-        # s3 does not meet it: nothing was set aside by the last sync.
-        set_cursor(con, "stripe_charges", "{}", "s3")
         assert _set_aside_last_sync(con, "stripe_charges") == 0
+        # A new record first set aside by s3 asks for one again.
+        quarantine(con, "stripe_charges", [("ch_2", "missing amount", {"id": "ch_2"})], "s3")
+        set_cursor(con, "stripe_charges", "{}", "s3")
+        assert _set_aside_last_sync(con, "stripe_charges") == 1
