@@ -126,7 +126,7 @@ def test_a_warehouse_of_an_earlier_version_keeps_working_and_its_repeats_are_fol
     assert first_seen[0].startswith("2024-01-01 00:00:00")
 
 
-def test_a_stripe_record_set_aside_again_by_the_last_sync_still_asks_for_a_re_list(
+def test_only_a_stripe_record_first_set_aside_by_the_last_sync_asks_for_a_re_list(
     tmp_path: Path,
 ):
     with warehouse(tmp_path / "w.duckdb") as con:
@@ -134,9 +134,15 @@ def test_a_stripe_record_set_aside_again_by_the_last_sync_still_asks_for_a_re_li
         quarantine(con, "stripe_charges", record, "s1")
         set_cursor(con, "stripe_charges", "{}", "s1")
         assert _set_aside_last_sync(con, "stripe_charges") == 1
-        # s2 meets the same record again (the row keeps s1 as its first sync).
+        # s2 meets the same record again (an incremental sync's overlap, after the re-list):
+        # the row keeps s1 as its first sync, and it had its re-list.
         quarantine(con, "stripe_charges", record, "s2")
         set_cursor(con, "stripe_charges", "{}", "s2")
+        assert _set_aside_last_sync(con, "stripe_charges") == 0
+        # The record served otherwise broken is a new one.
+        changed = [("ch_1", "created is not Unix seconds: 'y'", {"id": "ch_1"})]
+        quarantine(con, "stripe_charges", record + changed, "s2b")
+        set_cursor(con, "stripe_charges", "{}", "s2b")
         assert _set_aside_last_sync(con, "stripe_charges") == 1
         # s3 does not meet it: nothing was set aside by the last sync.
         set_cursor(con, "stripe_charges", "{}", "s3")
