@@ -82,8 +82,9 @@ class ImportReport:
             f"{self.rekeyed:,} copies imported before their contact was synced moved to it, "
             f"{self.emails_rekeyed:,} stored under an e-mail in other case moved to its "
             f"lower-case key; "
-            f"{self.contacts_matched:,} contacts matched, {self.keys_unmatched:,} user ids "
-            f"with no contact (kept under the user id), {self.emails_ambiguous:,} emails "
+            f"{self.contacts_matched:,} contacts matched, {self.keys_unmatched:,} users "
+            "matched to no contact (kept under the user id, contact id or e-mail given), "
+            f"{self.emails_ambiguous:,} emails "
             f"shared by several contacts (not matched), history extended for "
             f"{self.coverage_extended:,} contacts, {self.seconds:.1f} s"
         )

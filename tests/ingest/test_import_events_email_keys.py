@@ -169,3 +169,17 @@ def test_a_row_of_a_contact_not_synced_yet_stored_under_its_user_id_is_not_store
     assert rows == [md5(f"c-9|cart|{T}")]
     assert (report.rekeyed, report.counts.inserted) == (1, 1)
     assert (again.rekeyed, again.counts.unchanged) == (0, 1)
+
+
+def test_the_summary_names_every_kind_of_key_left_without_a_synced_contact(tmp_path: Path):
+    # One row per key: a user id, a contact id not synced yet, an e-mail; none is synced.
+    export = tmp_path / "export.csv"
+    export.write_text(
+        f"user_id,contact_id,email,event,timestamp\nu-1,,,cart,{T}\n,c-2,,cart,{T}\n"
+        f",,lee@x.com,cart,{T}\n"
+    )
+    with warehouse(tmp_path / "w.duckdb") as con:
+        summary = " ".join(import_events(con, export).summary().split())
+    assert "3 users matched to no contact (kept under the user id, contact id or e-mail" in (
+        summary
+    )

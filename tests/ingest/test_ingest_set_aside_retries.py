@@ -16,9 +16,7 @@ from orchestration.ingest.intercom import (
     contacts_needing_events,
     sync_contacts,
 )
-from orchestration.ingest.load import quarantine, set_cursor
 from orchestration.ingest.settings import IngestSettings
-from orchestration.ingest.stripe import _set_aside_last_sync
 from orchestration.warehouse import warehouse
 
 T = 1_700_000_000
@@ -111,19 +109,3 @@ def test_a_contact_whose_event_stays_unreadable_is_read_again_once(tmp_path: Pat
         assert (last.counts.quarantined, last.counts.inserted) == (0, 1)
         stored = con.execute("select intercom_event_id from raw.intercom_events order by 1")
         assert stored.fetchall() == [("e1",), ("e2",)]
-
-
-def test_a_stripe_record_met_again_by_an_incremental_sync_asks_for_no_re_list(tmp_path: Path):
-    # An incremental sync meets an old set-aside record again when its `created` or its event
-    # falls in the overlap: that record was re-listed once already, so no full list follows.
-    broken = (None, "missing id", {"object": "charge", "created": T - 10})
-    with warehouse(tmp_path / "w.duckdb") as con:
-
-        def sync(sync_id: str, records: list[tuple]) -> int:
-            quarantine(con, "stripe_charges", records, sync_id)
-            set_cursor(con, "stripe_charges", json.dumps({"created": T, "events": T}), sync_id)
-            return _set_aside_last_sync(con, "stripe_charges")
-
-        assert sync("s1", [broken]) == 1
-        assert sync("s3", [broken]) == 0
-        assert sync("s4", [broken, (None, "missing id", {"object": "charge"})]) == 1

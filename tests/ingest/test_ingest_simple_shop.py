@@ -105,7 +105,7 @@ def test_the_ninety_day_window_import_events_and_incremental_syncs(
         assert result.exit_code == 0, result.output
         printed = " ".join(result.output.split())
         assert f"{EVENTS - expected:,} events inserted, {expected:,} already stored" in printed
-        assert "0 user ids with no contact" in printed
+        assert "0 users matched to no contact" in printed
         assert f"now holds {EVENTS:,} events" in printed
         assert h.count("select count(*) from raw.intercom_events") == EVENTS
         assert h.count("select count(*) from raw.intercom_events where source = 'api'") == (
