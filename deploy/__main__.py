@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +40,9 @@ def mlflow_server(
     from deploy.settings import get_deploy_settings
 
     settings = get_deploy_settings()
-    console.print(" ".join(redacted(part) for part in server_command(settings)), soft_wrap=True)
+    # Quoted as a shell would need it, so the printed line can be pasted and run.
+    command = shlex.join(redacted(part) for part in server_command(settings))
+    console.print(command, soft_wrap=True, markup=False, highlight=False)
     if dry_run:
         return
     if prepare(settings):

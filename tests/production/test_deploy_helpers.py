@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from decimal import Decimal
 
 import duckdb
 import pytest
+from typer.testing import CliRunner
 
+from deploy.__main__ import app
 from deploy.mlflow_server import backend_dsn, redacted, server_command, server_environment
 from deploy.postgres import UnsupportedColumnError, copy_schema, postgres_type
 from deploy.settings import DeploySettings
@@ -38,6 +41,34 @@ def test_the_mlflow_command_names_the_postgres_store_the_folder_and_the_port(tmp
         "--timeout-worker-healthcheck 120",
     ]
     assert settings.mlflow_server_uri == "http://127.0.0.1:5123"
+
+
+def test_the_dry_run_prints_a_command_a_shell_can_run_as_given(tmp_path, monkeypatch):
+    folder = tmp_path / "model files"
+    monkeypatch.setenv(
+        "NEXTBEST_MLFLOW_BACKEND_STORE_URI", "postgresql+psycopg2://ml:pw@db:5433/tracking"
+    )
+    monkeypatch.setenv("NEXTBEST_MLFLOW_ARTIFACTS_DESTINATION", str(folder))
+    monkeypatch.setenv("NEXTBEST_MLFLOW_PORT", "5123")
+    monkeypatch.setenv("NEXTBEST_MLFLOW_WORKERS", "3")
+    result = CliRunner().invoke(app, ["mlflow-server", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    words = shlex.split(result.output)
+    assert words[1:] == [
+        "server",
+        "--backend-store-uri",
+        "postgresql+psycopg2://ml:***@db:5433/tracking",
+        "--artifacts-destination",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5123",
+        "--workers",
+        "3",
+        "--uvicorn-opts",
+        "--timeout-worker-healthcheck 120",
+    ]
 
 
 def test_a_postgres_uri_gives_connection_arguments_and_prints_without_its_password():
