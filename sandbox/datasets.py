@@ -226,8 +226,10 @@ def load_events_file(
     # Undecodable bytes become lone surrogates, so each row is judged on its own text.
     text = data.decode("utf-8", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    columns = _header(path, reader, column_map)
+    columns, names_in_file = _header(path, reader, column_map)
     wanted = [columns.index(name) for name in ("user_id", "event", "timestamp")]
+    # Reasons name each column as the file does (`time`, not `timestamp`, after a mapping).
+    labels = [names_in_file[k] for k in wanted]
     u, e, t = wanted
     width = len(columns)
     clean = not _UNREADABLE.search(text.replace("\r", "").replace("\n", ""))
@@ -252,7 +254,7 @@ def load_events_file(
                     stamps.append(stamp)
                     lines.append(first_line)
                     continue
-            reason = _row_problem(record, width, wanted)
+            reason = _row_problem(record, width, wanted, labels)
             if reason:
                 rejected.append(RejectedRow(first_line, reason, _shown(record)))
                 continue
@@ -266,11 +268,12 @@ def load_events_file(
         raise DatasetError(
             f"{path}: line {line + 1}: {error}; check the quoting of the row starting there"
         ) from error
-    seconds, bad_times = _parse_times(stamps)
-    for k in np.flatnonzero(bad_times):
-        rejected.append(
-            RejectedRow(lines[k], bad_times[k], _shown([users[k], names[k], stamps[k]]))
-        )
+    seconds, bad_times = _parse_times(stamps, labels[2])
+    bad = np.flatnonzero(bad_times)
+    # Shown as the file has them, every field in its order: read again, only these lines.
+    records = _records_at(text, {lines[k] for k in bad}) if len(bad) else {}
+    for k in bad:
+        rejected.append(RejectedRow(lines[k], bad_times[k], _shown(records[lines[k]])))
     keep = ~bad_times.astype(bool)
     rejected.sort(key=lambda r: r.line)
     frame = pd.DataFrame(
@@ -311,8 +314,13 @@ def _read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot be read: {error.strerror}") from error
 
 
-def _header(path: Path, reader: Any, column_map: Mapping[str, str] | None) -> list[str]:
-    """The header's column names after `column_map`; every problem with it is fatal."""
+def _header(
+    path: Path, reader: Any, column_map: Mapping[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """The header's column names after `column_map`, and as the file has them.
+
+    Every problem with the header is fatal.
+    """
     try:
         header = next(reader, [])
     except csv.Error as error:
@@ -338,14 +346,14 @@ def _header(path: Path, reader: Any, column_map: Mapping[str, str] | None) -> li
             f"{path}: missing columns {missing} (found {columns}); map yours with column_map "
             "(--user-column, --event-column, --time-column)"
         )
-    return mapped
+    return mapped, columns
 
 
-def _row_problem(record: list[str], width: int, wanted: list[int]) -> str | None:
-    """Why a row cannot be used, or None."""
+def _row_problem(record: list[str], width: int, wanted: list[int], labels: list[str]) -> str | None:
+    """Why a row cannot be used, or None; `labels` name the wanted columns in the file."""
     if len(record) != width:
         return f"expected {width} fields, found {len(record)}"
-    for k, name in zip(wanted, REQUIRED_COLUMNS, strict=True):
+    for k, name in zip(wanted, labels, strict=True):
         value = record[k].strip()
         if not value:
             return f"empty {name}"
@@ -360,13 +368,29 @@ def _row_problem(record: list[str], width: int, wanted: list[int]) -> str | None
     return None
 
 
+def _records_at(text: str, first_lines: set[int]) -> dict[int, list[str]]:
+    """The records of `text` (header included) that start on `first_lines`."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    found: dict[int, list[str]] = {}
+    line = 0
+    for record in reader:
+        first_line, line = line + 1, reader.line_num
+        if first_line in first_lines:
+            found[first_line] = record
+            if len(found) == len(first_lines):
+                break
+    return found
+
+
 def _shown(record: list[str]) -> str:
     text = ",".join(record)
     return repr(text if len(text) <= 200 else text[:200] + "...")
 
 
-def _parse_times(stamps: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_times(stamps: list[str], label: str = "timestamp") -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds of each text, and per row an empty string or the reason it is unreadable.
+
+    `label` names the time column in the reasons.
 
     Numbers are seconds, milliseconds, microseconds or nanoseconds by magnitude: each unit
     is taken up to 10^11 seconds (the year 5138), so the ranges do not overlap.
@@ -396,11 +420,11 @@ def _parse_times(stamps: list[str]) -> tuple[np.ndarray, np.ndarray]:
     out_of_range = ~unreadable & ((seconds < 0) | (seconds >= LATEST_TIME))
     for k in np.flatnonzero(unreadable):
         reasons[k] = (
-            f"timestamp {stamps[k]!r} is neither ISO 8601 text nor Unix seconds, "
+            f"{label} {stamps[k]!r} is neither ISO 8601 text nor Unix seconds, "
             "milliseconds, microseconds or nanoseconds"
         )
     for k in np.flatnonzero(out_of_range):
-        reasons[k] = f"timestamp {stamps[k]!r} lies outside 1970-01-01 to 2099-12-31"
+        reasons[k] = f"{label} {stamps[k]!r} lies outside 1970-01-01 to 2099-12-31"
     seconds[unreadable] = 0
     return seconds.astype(np.int64), reasons
 

@@ -111,6 +111,28 @@ def test_a_row_spanning_two_lines_is_named_by_its_first_line(tmp_path: Path):
     ]
 
 
+def test_a_row_set_aside_is_named_by_the_file_s_columns_and_shown_as_written(tmp_path: Path):
+    path = _write(
+        tmp_path,
+        b"distinct_id,name,time,source\n"
+        b"u1,paid,1704067200,web\n"  # line 2
+        b"u2,click,01/05/2024,app\n"  # 3: day and month ambiguous
+        b",paid,1704067200,web\n",  # 4: no user
+    )
+    loaded = load_events_file(
+        path, "paid", column_map={"distinct_id": "user_id", "name": "event", "time": "timestamp"}
+    )
+    assert [(row.line, row.reason, row.record) for row in loaded.rejected] == [
+        (
+            3,
+            "time '01/05/2024' is neither ISO 8601 text nor Unix seconds, milliseconds, "
+            "microseconds or nanoseconds",
+            "'u2,click,01/05/2024,app'",
+        ),
+        (4, "empty distinct_id", "',paid,1704067200,web'"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
