@@ -336,6 +336,12 @@ def _run(settings: Settings, console: Console) -> int:
     from orchestration.definitions import defs
 
     settings.prepare_home()
+    if settings.warehouse.exists():
+        from orchestration.warehouse import connect
+
+        # DuckDB lets one process write the file: a holder (`dagster dev`'s run, another demo)
+        # is named now, in one line, rather than by every asset of the run failing on it.
+        connect(settings.warehouse).close()
     console.print(f"[bold]nextbest demo[/bold]: home {settings.home.resolve()}")
     started = time.monotonic()
     with _sources(settings, console) as sandbox:

@@ -125,8 +125,15 @@ def test_a_warehouse_held_by_another_process_is_one_clear_line_not_a_traceback(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        env = {**os.environ, "COLUMNS": "400"}
-        for command in (["user", "u1"], ["import-events", str(nextbest_home / "any.csv")]):
+        # The demo's dataset small, should it get as far as loading one.
+        env = {
+            **os.environ,
+            "COLUMNS": "400",
+            "NEXTBEST_DATASET": "synthetic",
+            "NEXTBEST_SANDBOX_USERS": "50",
+        }
+        commands = (["user", "u1"], ["import-events", str(nextbest_home / "any.csv")], ["demo"])
+        for command in commands:
             done = subprocess.run(
                 [sys.executable, "-m", "orchestration.cli", *command],
                 capture_output=True,
@@ -142,6 +149,8 @@ def test_a_warehouse_held_by_another_process_is_one_clear_line_not_a_traceback(
             assert f'lock on file "{warehouse}"' in lines[0]
             assert f"(PID {holder.pid})" in lines[0]
             assert lines[1].startswith("The warehouse is in use")
+            # Refused before anything starts: no sandbox, no run.
+            assert "sandbox" not in done.stdout and "materializing" not in done.stdout
     finally:
         holder.kill()
         holder.wait()
