@@ -104,6 +104,15 @@ def serve(
             f"{_count(facts['dirt'], 'dirty record')}; "
             f"ready in {time.perf_counter() - started:.1f} s"
         )
+        if facts["window_start"] is not None:
+            # Said here, as a file's older events would otherwise go missing without a word.
+            served = int((store.events.created_at >= facts["window_start"]).sum())
+            console.print(
+                f"events served: the last {facts['event_window_days']} days before the clock,"
+                f" {served:,} of {len(store.events):,}"
+                " (NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS=0 serves all)",
+                soft_wrap=True,
+            )
         for name, value in sb.env().items():
             console.print(f"export {name}={value}")
         console.print(f"admin: {sb.base_url}/_sandbox/facts   (Ctrl-C stops)")

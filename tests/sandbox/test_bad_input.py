@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +165,36 @@ def test_a_missing_file_a_folder_and_a_clashing_column_map_are_refused(tmp_path:
     clash = _write(tmp_path, b"user_id,name,event,timestamp\nu1,paid,x,1704067200\n")
     with pytest.raises(DatasetError, match=r"2 columns would be 'event' \(\['name', 'event'\]\)"):
         load_events_file(clash, "paid", {"name": "event"})
+
+
+def test_serve_says_how_many_events_its_window_leaves_out(tmp_path: Path):
+    path = _write(
+        tmp_path,
+        HEADER
+        + f"u1,signup,{JAN_1}\n"  # 200 days before the last event: outside 90 days
+        f"u1,paid,{JAN_1 + 199 * DAY}\n"
+        f"u2,signup,{JAN_1 + 200 * DAY}\n".encode(),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS"}
+    command = [sys.executable, "-m", "orchestration.cli", "sandbox", "serve", "--events"]
+    command += [str(path), "--conversion-event", "paid", "--port", "0", "--no-dirt"]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**env, "COLUMNS": "400"}
+    )
+    try:
+        assert server.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("admin:"):
+            line = server.stdout.readline()
+            assert line, f"serve ended early: {lines}"
+            lines.append(line.strip())
+    finally:
+        server.kill()
+        server.wait()
+    assert (
+        "events served: the last 90 days before the clock, 2 of 3"
+        " (NEXTBEST_SANDBOX_EVENT_WINDOW_DAYS=0 serves all)"
+    ) in lines
 
 
 def test_duplicates_are_counted_and_served_and_long_ids_kept_as_text(tmp_path: Path):
