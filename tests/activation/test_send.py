@@ -103,3 +103,36 @@ def test_a_read_back_that_differs_stops_after_the_first_contact():
     with pytest.raises(WriteBackError, match="c1 read back differently"):
         run(fake, [write("c1"), write("c2")])
     assert fake.puts == ["c1"]
+
+
+def _run_with(handler, writes):
+    async def go():
+        transport = httpx.MockTransport(handler)
+        async with AsyncIntercomClient(
+            "http://intercom.test", "tok", transport=transport, initial_backoff=0.01
+        ) as client:
+            return await send_writes(client, writes, concurrency=2, clock=lambda: AT)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("header", ["X-RateLimit-Reset", "X-RateLimit-Remaining"])
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400", "nan"])
+def test_rate_limit_headers_that_are_not_finite_numbers_count_as_missing(header, value):
+    # API_NOTES: trust the headers, but the reset "may already be past or missing"; a header
+    # that is no number is as good as missing, so the 429 is retried with back-off.
+    answers = {"c1": [429, 200], "c2": [200]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            attributes = {"nb_next_action": "invite_team"}
+            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+        status = answers[contact_id].pop(0)
+        headers = {"X-RateLimit-Limit": "1666", "X-RateLimit-Remaining": "100", header: value}
+        body = {"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": ""}]}
+        return httpx.Response(status, headers=headers, json=body if status == 429 else {})
+
+    outcome = _run_with(handler, [write("c1"), write("c2")])
+
+    assert statuses(outcome) == {"c1": (store.OK, 200, None), "c2": (store.OK, 200, None)}
