@@ -204,12 +204,19 @@ async def send_writes(
                     # The PUT was accepted, so its rows must reach the audit and the state; but
                     # an unverified first write is no ground to send thousands more.
                     error = WriteBackError(
-                        f"contact {write.contact_id} was written but could not be read back "
-                        f"({exc.status or 'no answer'} after retries): {exc}"
+                        f"contact {write.contact_id} was written but could not be read back: {exc}"
                     )
                     error.outcome = outcome  # type: ignore[attr-defined]
                     raise error from exc
-                wrong = _matches(write.body, found.get("custom_attributes") or {})
+                attributes = found.get("custom_attributes") or {}
+                if not isinstance(attributes, dict):
+                    error = WriteBackError(
+                        f"contact {write.contact_id} was written but its read-back "
+                        f"custom_attributes is a {type(attributes).__name__}, not an object"
+                    )
+                    error.outcome = outcome  # type: ignore[attr-defined]
+                    raise error
+                wrong = _matches(write.body, attributes)
                 outcome.read_back_contact = write.contact_id
                 if wrong:
                     error = WriteBackError(

@@ -165,6 +165,14 @@ def _decode(response: httpx.Response) -> dict | None:
             method=response.request.method,
             path=response.request.url.path,
         ) from exc
+    if not isinstance(body, dict):
+        # Every answer of the API is an object; anything else is no answer to read from.
+        raise IntercomError(
+            f"answer is not a JSON object but a {type(body).__name__}: {response.text[:200]!r}",
+            status=response.status_code,
+            method=response.request.method,
+            path=response.request.url.path,
+        )
     return body
 
 

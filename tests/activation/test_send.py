@@ -136,3 +136,34 @@ def test_rate_limit_headers_that_are_not_finite_numbers_count_as_missing(header,
     outcome = _run_with(handler, [write("c1"), write("c2")])
 
     assert statuses(outcome) == {"c1": (store.OK, 200, None), "c2": (store.OK, 200, None)}
+
+
+def _read_back_answers(get_answer):
+    """PUTs succeed; GET /contacts/{id} answers `get_answer(contact_id)`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            return get_answer(contact_id)
+        sent = json.loads(request.content)["custom_attributes"]
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": sent})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([{"id": "c1"}], "not a JSON object"),
+        ({"id": "c1", "custom_attributes": ["nb_next_action"]}, "custom_attributes is a list"),
+    ],
+)
+def test_a_read_back_answer_of_another_shape_stops_the_run_with_a_clear_error(body, reason):
+    handler = _read_back_answers(lambda contact_id: httpx.Response(200, json=body))
+
+    with pytest.raises(WriteBackError, match=f"contact c1 .*{reason}") as caught:
+        _run_with(handler, [write("c1"), write("c2")])
+
+    # The accepted PUT of c1 still reaches the audit and the state.
+    rows = caught.value.outcome.rows
+    assert [(r.contact_id, r.status) for r in rows] == [("c1", store.OK)]
