@@ -184,7 +184,8 @@ async def send_writes(
 
     The first successful write is read back (`GET /contacts/{id}`) before the others go out:
     a name or type Intercom stores differently from what was sent stops the run after one
-    contact instead of after thousands.
+    contact instead of after thousands. A contact deleted between its write and the read-back
+    (404) passes the read-back on to the next one.
 
     Raises:
         WriteBackError: The read-back differs from what was sent, or failed (429, 5xx or no
@@ -200,6 +201,15 @@ async def send_writes(
             if rows and rows[0].status == store.OK:
                 try:
                     found = await client.get_contact(write.contact_id)
+                except IntercomNotFound as exc:
+                    # Deleted or merged since its PUT: that tells nothing of how Intercom
+                    # stores the values, so the next written contact is read back instead.
+                    log.info(
+                        "contact %s answered 404 on read-back, reading back the next: %s",
+                        write.contact_id,
+                        exc.message,
+                    )
+                    continue
                 except IntercomError as exc:
                     # The PUT was accepted, so its rows must reach the audit and the state; but
                     # an unverified first write is no ground to send thousands more.

@@ -167,3 +167,20 @@ def test_a_read_back_answer_of_another_shape_stops_the_run_with_a_clear_error(bo
     # The accepted PUT of c1 still reaches the audit and the state.
     rows = caught.value.outcome.rows
     assert [(r.contact_id, r.status) for r in rows] == [("c1", store.OK)]
+
+
+def test_a_contact_deleted_between_its_write_and_the_read_back_passes_the_check_to_the_next():
+    # API_NOTES: a merged or deleted contact answers 404. The contact is gone, which says
+    # nothing about how Intercom stored what was sent: the next contact is read back instead.
+    not_found = {"type": "error.list", "errors": [{"code": "not_found", "message": "gone"}]}
+
+    def get_answer(contact_id: str) -> httpx.Response:
+        if contact_id == "c1":
+            return httpx.Response(404, json=not_found)
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    outcome = _run_with(_read_back_answers(get_answer), [write(f"c{i}") for i in range(1, 5)])
+
+    assert outcome.read_back_contact == "c2"
+    assert statuses(outcome) == {f"c{i}": (store.OK, 200, None) for i in range(1, 5)}
