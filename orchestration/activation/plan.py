@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from ml.recommend import STATUSES
 from orchestration.activation.store import to_json
 from orchestration.activation.values import (
     ATTRIBUTE_NAMES,
@@ -123,6 +124,17 @@ def desired_values(rec: Recommendation) -> dict[str, Any]:
     }
 
 
+def row_problem(rec: Recommendation) -> str | None:
+    """Why a row cannot be planned at all (unknown status, a recommendation with no action)."""
+    if rec.status != MISSING and rec.status not in STATUSES:
+        return f"status {rec.status!r} is not one of {', '.join(STATUSES)}"
+    if rec.status == RECOMMENDED and (
+        rec.action is None or (isinstance(rec.action, str) and not rec.action.strip())
+    ):
+        return f"a recommended row needs an action, found {rec.action!r}"
+    return None
+
+
 def plan_writes(
     recommendations: list[Recommendation],
     state: dict[str, dict[str, str | None]],
@@ -184,6 +196,11 @@ def plan_writes(
             if name in CONTENT_ATTRIBUTES and new_json != old_json:
                 content_changed = True
             changes.append(AttributeChange(name, old_json, value, new_json))
+        problem = row_problem(rec)
+        if problem is not None:
+            # Held back whole: the row says neither what to set nor that it should be cleared.
+            invalid["nb_next_action"] = problem
+            content_changed = True
         if not content_changed:
             plan.unchanged += 1
             continue

@@ -104,3 +104,33 @@ def test_a_contact_that_left_the_goal_is_cleared_only_in_a_full_run():
     assert set(full.writes[0].body.values()) == {None}
     scoped = plan_writes([rec("c1")], state, TODAY)
     assert scoped.writes == []
+
+
+def test_a_recommended_row_without_an_action_is_held_back_not_cleared_or_sent_empty():
+    # A recommendation without an action is a broken row: clearing the contact's attributes
+    # or writing "" would both replace a valid action with nothing and call it "set".
+    state = {"c1": written(), "c2": written(), "c3": written()}
+    recs = [rec("c1", action=None), rec("c2", action=""), rec("c3", action="  "), rec("c4")]
+    plan = plan_writes(recs, state, TODAY)
+    assert [w.contact_id for w in plan.valid_writes] == ["c4"]
+    invalid = {w.contact_id: w.invalid for w in plan.invalid_writes}
+    assert invalid == {
+        "c1": {"nb_next_action": "a recommended row needs an action, found None"},
+        "c2": {"nb_next_action": "a recommended row needs an action, found ''"},
+        "c3": {"nb_next_action": "a recommended row needs an action, found '  '"},
+    }
+    assert plan.counts()["contacts_invalid"] == 3
+
+
+def test_a_row_of_an_unknown_status_is_held_back_with_its_status():
+    # ml.recommend writes five statuses; anything else would silently clear the contact.
+    plan = plan_writes(
+        [rec("c1", status="Recommended"), rec("c2", status=None)], {"c1": written()}, TODAY
+    )
+    assert plan.valid_writes == []
+    reasons = {w.contact_id: w.invalid["nb_next_action"] for w in plan.invalid_writes}
+    known = "recommended, converted, window_closed, no_supported_candidate, all_actions_done"
+    assert reasons == {
+        "c1": f"status 'Recommended' is not one of {known}",
+        "c2": f"status None is not one of {known}",
+    }
