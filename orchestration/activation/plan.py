@@ -8,7 +8,6 @@ that no longer applies.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -114,14 +113,21 @@ def desired_values(rec: Recommendation) -> dict[str, Any]:
     """The content attributes a recommendation asks for; all None when it asks to clear."""
     if rec.status != RECOMMENDED:
         return dict.fromkeys(CONTENT_ATTRIBUTES)
-    score = rec.conversion_score
-    if isinstance(score, float) and math.isfinite(score):
-        score = round(score, SCORE_DECIMALS)
     return {
         "nb_next_action": rec.action,
         "nb_next_action_label": rec.action_label,
-        "nb_conversion_score": score,
+        "nb_conversion_score": rec.conversion_score,
     }
+
+
+def _check(name: str, value: Any, data_type: Any) -> Any:
+    """`validate_value`, and for the score: a probability, rounded to `SCORE_DECIMALS`."""
+    value = validate_value(value, data_type)
+    if name == "nb_conversion_score" and value is not None:
+        if not 0.0 <= value <= 1.0:
+            raise InvalidAttributeValue(f"{value!r} is not a probability between 0 and 1")
+        value = round(value, SCORE_DECIMALS)
+    return value
 
 
 def row_problem(rec: Recommendation) -> str | None:
@@ -185,7 +191,7 @@ def plan_writes(
         content_changed = False
         for name in ATTRIBUTE_NAMES:
             try:
-                value = validate_value(wanted[name], types[name])
+                value = _check(name, wanted[name], types[name])
             except InvalidAttributeValue as exc:
                 invalid[name] = str(exc)
                 changes.append(AttributeChange(name, stored.get(name), wanted[name], None))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
+
+import numpy as np
 
 from orchestration.activation.plan import Recommendation, plan_writes
 
@@ -134,3 +137,23 @@ def test_a_row_of_an_unknown_status_is_held_back_with_its_status():
         "c1": f"status 'Recommended' is not one of {known}",
         "c2": f"status None is not one of {known}",
     }
+
+
+def test_a_score_outside_zero_to_one_is_held_back_and_the_bounds_are_accepted():
+    # nb_conversion_score is a probability: 0 to 1 (docs/activation.md).
+    recs = [rec("c1", score=1.7), rec("c2", score=-0.2), rec("c3", score=1), rec("c4", score=0)]
+    plan = plan_writes(recs, {}, TODAY)
+    assert {w.contact_id: w.body["nb_conversion_score"] for w in plan.valid_writes} == {
+        "c3": 1.0,
+        "c4": 0.0,
+    }
+    assert {w.contact_id: w.invalid for w in plan.invalid_writes} == {
+        "c1": {"nb_conversion_score": "1.7 is not a probability between 0 and 1"},
+        "c2": {"nb_conversion_score": "-0.2 is not a probability between 0 and 1"},
+    }
+
+
+def test_scores_of_any_number_type_are_rounded_to_four_decimals():
+    recs = [rec("c1", score=np.float32(0.123456)), rec("c2", score=Decimal("0.98765432"))]
+    plan = plan_writes(recs, {}, TODAY)
+    assert [w.body["nb_conversion_score"] for w in plan.writes] == [0.1235, 0.9877]
