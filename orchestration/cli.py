@@ -172,8 +172,8 @@ def _primary_goal() -> str | None:
 
 @app.command("ui")
 def ui(
-    dagster_port: int = typer.Option(3000, help="Port of the Dagster UI."),
-    mlflow_port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    dagster_port: int = typer.Option(3000, min=1, max=65535, help="Port of the Dagster UI."),
+    mlflow_port: int = typer.Option(5000, min=1, max=65535, help="Port of the MLflow UI."),
 ) -> None:
     """Start the sandbox, the Dagster UI and the MLflow UI; Ctrl-C stops all three."""
     from orchestration.ui import run_ui

@@ -373,3 +373,26 @@ def test_ui_services_can_be_interrupted_even_when_ui_was_started_ignoring_sigint
         supervisor.kill()
     assert "child sigint default: True" in "".join(lines), lines
     assert supervisor.returncode == 0, rest
+
+
+@pytest.mark.parametrize("option", ["--dagster-port", "--mlflow-port"])
+@pytest.mark.parametrize(
+    ("port", "bound"),
+    [
+        ("-5", "greater than or equal to 1"),
+        ("0", "greater than or equal to 1"),
+        ("65536", "less than or equal to 65535"),
+        ("70000", "less than or equal to 65535"),
+    ],
+)
+def test_ui_refuses_a_port_outside_1_to_65535_in_one_line(
+    option: str, port: str, bound: str
+) -> None:
+    result = CliRunner().invoke(app, ["ui", option, port])
+    output = " ".join(result.output.replace("│", " ").split())
+
+    assert result.exit_code == 2, output
+    assert f"Invalid value for '{option}'" in output
+    assert bound in output
+    assert "Traceback" not in output
+    assert not isinstance(result.exception, OverflowError)
