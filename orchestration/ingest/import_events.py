@@ -141,6 +141,13 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[R
         header, records = _json_lines(path, text)
     else:
         header, records = _csv_rows(path, text)
+    for theirs, ours in (column_map or {}).items():
+        if theirs not in header:
+            # A typo must not leave the import to the default names of another column.
+            raise EventImportError(
+                f"{path}: --column {theirs}={ours}: the file has no column {theirs!r} "
+                f"(found {header})"
+            )
     given, header = header, [dict(column_map or {}).get(name, name) for name in header]
     for name in dict.fromkeys(header):
         sources = [theirs for theirs, ours in zip(given, header, strict=True) if ours == name]

@@ -307,3 +307,18 @@ def test_a_warehouse_path_that_is_not_a_database_is_refused(
         assert f"warehouse {target} is " in output and "not a DuckDB database file" in output
     if before is not None:
         assert target.read_bytes() == before
+
+
+def test_a_column_mapping_that_names_no_column_of_the_file_is_refused(nextbest_home, tmp_path):
+    # A typo in --column must not leave the import to the default names: here `event` would
+    # have been read as the event name instead of the `action` column the user chose.
+    csv = tmp_path / "typo.csv"
+    csv.write_text(f"user_id,event,action,created_at\nu1,page_view,signup,{JAN_1_2024}\n")
+    result = CliRunner().invoke(
+        app, ["import-events", str(csv), "--column", "acton=event_name"], env=WIDE
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "--column acton=event_name: the file has no column 'acton'" in output
+    assert "Traceback" not in output
+    assert not get_settings().warehouse.exists() or _stored() == ([], [])
