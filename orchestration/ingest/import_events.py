@@ -17,6 +17,7 @@ import math
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -256,6 +257,22 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
     return header, records
 
 
+class _JsonObject(dict):
+    """A decoded JSON object that remembers the keys its text gave more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    # json.loads keeps the last of two equal keys silently; a CSV header repeating a name is
+    # refused, so a JSON line repeating a key is set aside.
+    obj = _JsonObject(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        obj.repeated = tuple(key for key, count in counts.items() if count > 1)
+    return obj
+
+
 def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
     records: list[Record] = []
     header: dict[str, None] = {}
@@ -265,7 +282,7 @@ def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, object_pairs_hook=_json_object)
         except json.JSONDecodeError as error:
             reason = f"not valid JSON: {error.msg} (column {error.colno})"
             records.append(Record(line, None, reason, {"line": raw}))
@@ -280,6 +297,12 @@ def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
             reason = f"expected a JSON object, found {type(value).__name__}"
             records.append(Record(line, None, reason, {"line": raw}))
             continue
+        if value.repeated:
+            # Only the line's own keys: a nested object (metadata) is not read.
+            names = " and ".join(repr(k) for k in value.repeated)
+            reason = f"key {names} appears more than once; which value holds is unknown"
+            records.append(Record(line, None, reason, {"line": raw}))
+            continue
         header.update(dict.fromkeys(value))
         records.append(Record(line, value))
     if not header:
@@ -291,7 +314,8 @@ def _cell_problem(cells: dict[str, Any], chosen: dict[str, str]) -> str | None:
     for target, value in cells.items():
         name = chosen.get(target, target)
         if isinstance(value, bool) or not (value is None or isinstance(value, (str, int, float))):
-            kind = {dict: "an object", list: "an array", bool: "true/false"}.get(type(value))
+            kinds = ((bool, "true/false"), (dict, "an object"), (list, "an array"))
+            kind = next((text for cls, text in kinds if isinstance(value, cls)), None)
             return f"{name} is {kind or type(value).__name__}, expected text or a number"
         if isinstance(value, str) and _CONTROL.search(value):
             what = "a NUL byte" if "\x00" in value else "a control character"

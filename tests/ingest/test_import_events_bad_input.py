@@ -322,3 +322,26 @@ def test_a_column_mapping_that_names_no_column_of_the_file_is_refused(nextbest_h
     assert "--column acton=event_name: the file has no column 'acton'" in output
     assert "Traceback" not in output
     assert not get_settings().warehouse.exists() or _stored() == ([], [])
+
+
+def test_a_json_line_repeating_a_key_is_set_aside_as_a_csv_header_would_be_refused(
+    nextbest_home, tmp_path
+):
+    # json.loads keeps the last of two equal keys without a word: the event would be
+    # imported as `paid` although the line also says `signup`.
+    lines = tmp_path / "dup.jsonl"
+    repeated = (
+        f'{{"user_id": "u1", "event_name": "signup", "event_name": "paid", '
+        f'"created_at": {JAN_1_2024}}}'
+    )
+    nested = (
+        f'{{"user_id": "u2", "event_name": "x", "created_at": {JAN_1_2024}, '
+        '"metadata": {"a": 1, "a": 2}}'
+    )
+    lines.write_text(repeated + "\n" + nested + "\n")
+    events, kept = _import_into_empty(lines, rows=2, inserted=1, quarantined=1)
+    assert events == [("u2", "x", JAN_1_2024)]
+    assert [(key, reason) for key, reason, _ in kept] == [
+        ("dup.jsonl:1", "key 'event_name' appears more than once; which value holds is unknown")
+    ]
+    assert json.loads(kept[0][2]) == {"line": repeated}
