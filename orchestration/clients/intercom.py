@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import tenacity
@@ -321,12 +322,12 @@ class IntercomClient(_IntercomBase):
 
     def get_contact(self, contact_id: str) -> dict:
         """One contact by Intercom id (`IntercomNotFound` when merged, deleted or archived)."""
-        return self.request("GET", f"/contacts/{contact_id}") or {}
+        return self.request("GET", contact_path(contact_id)) or {}
 
     def update_contact(self, contact_id: str, custom_attributes: dict[str, Any]) -> dict:
         """Set custom attributes of one contact; returns the updated contact."""
         body = {"custom_attributes": custom_attributes}
-        return self.request("PUT", f"/contacts/{contact_id}", json=body) or {}
+        return self.request("PUT", contact_path(contact_id), json=body) or {}
 
     def list_contacts(self, per_page: int = MAX_PER_PAGE) -> Iterator[dict]:
         """Every contact, following `pages.next.starting_after` until it is absent."""
@@ -355,7 +356,7 @@ class IntercomClient(_IntercomBase):
         """The companies a contact belongs to."""
         companies: list[dict] = []
         params: dict[str, Any] = {"per_page": MAX_PER_PAGE}
-        path = f"/contacts/{contact_id}/companies"
+        path = f"{contact_path(contact_id)}/companies"
         while True:
             page = self.request("GET", path, params=params) or {}
             companies.extend(page.get("data") or page.get("companies") or [])
@@ -540,11 +541,20 @@ class AsyncIntercomClient(_IntercomBase):
     async def update_contact(self, contact_id: str, custom_attributes: dict[str, Any]) -> dict:
         """Set custom attributes of one contact; returns the updated contact."""
         body = {"custom_attributes": custom_attributes}
-        return await self.request("PUT", f"/contacts/{contact_id}", json=body) or {}
+        return await self.request("PUT", contact_path(contact_id), json=body) or {}
 
     async def get_contact(self, contact_id: str) -> dict:
         """One contact by Intercom id."""
-        return await self.request("GET", f"/contacts/{contact_id}") or {}
+        return await self.request("GET", contact_path(contact_id)) or {}
+
+
+def contact_path(contact_id: str) -> str:
+    """`/contacts/{id}` with the id as one path segment, percent-encoded (RFC 3986).
+
+    A `?`, `#` or `/` in an id must not turn the request into one for another contact or
+    endpoint.
+    """
+    return f"/contacts/{quote(str(contact_id), safe='')}"
 
 
 # Pagination helpers: pure functions of one page ------------------------------------------------

@@ -184,3 +184,26 @@ def test_a_contact_deleted_between_its_write_and_the_read_back_passes_the_check_
 
     assert outcome.read_back_contact == "c2"
     assert statuses(outcome) == {f"c{i}": (store.OK, 200, None) for i in range(1, 5)}
+
+
+def test_a_contact_id_holding_url_syntax_stays_one_path_segment():
+    # A `?`, `#` or `/` in an id would otherwise write another contact, or another endpoint:
+    # `c9?role=lead` would PUT /contacts/c9. RFC 3986: the id is percent-encoded.
+    seen: list[tuple[str, str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.raw_path.decode(), request.url.query))
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": "x", "custom_attributes": attributes})
+
+    outcome = _run_with(handler, [write("c9?role=lead"), write("a/b#c"), write("d e")])
+
+    assert seen[:2] == [
+        ("PUT", "/contacts/c9%3Frole%3Dlead", b""),
+        ("GET", "/contacts/c9%3Frole%3Dlead", b""),
+    ]
+    assert sorted(seen[2:]) == [
+        ("PUT", "/contacts/a%2Fb%23c", b""),
+        ("PUT", "/contacts/d%20e", b""),
+    ]
+    assert {r.contact_id for r in outcome.rows} == {"c9?role=lead", "a/b#c", "d e"}
