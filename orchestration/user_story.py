@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 from rich.console import Console
@@ -63,6 +64,27 @@ def _no_marts(con: duckdb.DuckDBPyConnection) -> str:
     return message
 
 
+# Searched in this order: an app user id names one user; an external or contact id may be
+# shared (dirt, a lead merged into a user) and then names nobody in particular.
+_ID_COLUMNS = (("user_id", "user id"), ("external_id", "external id"), ("contact_id", "contact id"))
+
+
+def _find_user(con: duckdb.DuckDBPyConnection, ident: str) -> dict[str, Any]:
+    for column, what in _ID_COLUMNS:
+        found = _rows(
+            con, f"select * from marts.dim_users where {column} = ? order by user_id", [ident]
+        )
+        if len(found) == 1:
+            return found[0]
+        if found:
+            users = ", ".join(str(row["user_id"]) for row in found)
+            raise UnknownUserError(
+                f"{what} {ident!r} belongs to {len(found)} users ({users}): "
+                "give the user id to choose one"
+            )
+    raise UnknownUserError(f"no user has the id, external id or contact id {ident!r}")
+
+
 def load_story(
     con: duckdb.DuckDBPyConnection,
     ident: str,
@@ -80,14 +102,7 @@ def load_story(
     """
     if not _table_exists(con, "marts", "dim_users"):
         raise RuntimeError(_no_marts(con))
-    found = _rows(
-        con,
-        "select * from marts.dim_users where user_id = ? or external_id = ? or contact_id = ?",
-        [ident, ident, ident],
-    )
-    if not found:
-        raise UnknownUserError(f"no user has the id, external id or contact id {ident!r}")
-    profile = found[0]
+    profile = _find_user(con, ident)
     user_id = profile["user_id"]
     sessions = _rows(
         con,

@@ -104,3 +104,28 @@ def test_without_a_goal_the_primary_goal_s_recommendation_is_shown(con) -> None:
         == "billing"
     )
     assert load_story(con, "u1", primary="gone").recommendation["action"] == "report"
+
+
+def test_an_id_several_users_share_is_reported_with_their_user_ids_not_resolved(con) -> None:
+    # Two users on one Intercom contact (a lead merged into a user, a shared login): the
+    # contact id names neither of them, so the story of an arbitrary one must not be shown.
+    con.execute(
+        "insert into marts.dim_users select 'u2', 'c-1', 'ext-2', 'c@d.test', 'user',"
+        " timestamp '2024-01-03 10:00:00', true"
+    )
+    with pytest.raises(UnknownUserError) as caught:
+        load_story(con, "c-1")
+    assert str(caught.value) == (
+        "contact id 'c-1' belongs to 2 users (u1, u2): give the user id to choose one"
+    )
+    # Each user's own id still finds that user alone.
+    assert load_story(con, "u2").profile["user_id"] == "u2"
+    assert load_story(con, "ext-1").profile["user_id"] == "u1"
+
+
+def test_a_user_id_wins_over_another_user_s_external_id(con) -> None:
+    con.execute(
+        "insert into marts.dim_users select 'ext-1', 'c-9', 'ext-9', null, 'user',"
+        " timestamp '2024-01-03 10:00:00', true"
+    )
+    assert load_story(con, "ext-1").profile["user_id"] == "ext-1"
