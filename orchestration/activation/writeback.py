@@ -2,7 +2,8 @@
 
 The clients own retries and rate limiting (429 and 5xx are retried with back-off there); what
 reaches this module is a final answer per contact. A 404 (merged, deleted, archived contact) and
-a 400 (Intercom's message kept) are recorded for that contact and the run goes on.
+a 400 (Intercom's message kept) are recorded for that contact and the run goes on; a 401 or
+403 refuses the token for every contact alike and stops the run.
 """
 
 from __future__ import annotations
@@ -159,6 +160,24 @@ async def _send_one(
     return _rows(write, store.OK, clock(), 200)
 
 
+# A token that may not write (invalid, revoked, missing a scope) is refused for every contact.
+_TOKEN_REFUSED = (401, 403)
+
+
+def _token_refused(rows: list[store.AuditRow], outcome: SendOutcome) -> WriteBackError | None:
+    """The error that stops the run when this contact's write refused the token, else None."""
+    if not rows or rows[0].http_status not in _TOKEN_REFUSED:
+        return None
+    first = rows[0]
+    error = WriteBackError(
+        f"Intercom refused the access token with {first.http_status} on contact "
+        f"{first.contact_id} ({(first.message or '').strip()}): every write would be refused; "
+        "check that INTERCOM_ACCESS_TOKEN is valid and may write contacts"
+    )
+    error.outcome = outcome  # type: ignore[attr-defined]
+    return error
+
+
 def _matches(sent: dict[str, Any], found: dict[str, Any]) -> list[str]:
     """Attributes whose read-back value differs from what was sent."""
     wrong = []
@@ -185,11 +204,13 @@ async def send_writes(
     The first successful write is read back (`GET /contacts/{id}`) before the others go out:
     a name or type Intercom stores differently from what was sent stops the run after one
     contact instead of after thousands. A contact deleted between its write and the read-back
-    (404) passes the read-back on to the next one.
+    (404) passes the read-back on to the next one. A 401 or 403 refuses the token itself: the
+    run stops there, and writes not yet sent are left for the next run.
 
     Raises:
         WriteBackError: The read-back differs from what was sent, or failed (429, 5xx or no
-            answer after retries); the rows so far are on the exception as `outcome`.
+            answer after retries), or Intercom refused the token (401, 403); the rows so far
+            are on the exception as `outcome`.
     """
     outcome = SendOutcome()
     pending = list(writes)
@@ -198,6 +219,9 @@ async def send_writes(
             write = pending.pop(0)
             rows = await _send_one(client, write, clock)
             outcome.rows += rows
+            refused = _token_refused(rows, outcome)
+            if refused is not None:
+                raise refused
             if rows and rows[0].status == store.OK:
                 try:
                     found = await client.get_contact(write.contact_id)
@@ -236,11 +260,21 @@ async def send_writes(
                     raise error
                 break
     semaphore = asyncio.Semaphore(concurrency)
+    refusals: list[WriteBackError] = []
 
     async def bounded(write: ContactWrite) -> list[store.AuditRow]:
         async with semaphore:
-            return await _send_one(client, write, clock)
+            if refusals:
+                # Not attempted: the state is unchanged, so the next run sends it.
+                return []
+            rows = await _send_one(client, write, clock)
+            refused = _token_refused(rows, outcome)
+            if refused is not None:
+                refusals.append(refused)
+            return rows
 
     for rows in await asyncio.gather(*(bounded(w) for w in pending)):
         outcome.rows += rows
+    if refusals:
+        raise refusals[0]
     return outcome

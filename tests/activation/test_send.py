@@ -207,3 +207,42 @@ def test_a_contact_id_holding_url_syntax_stays_one_path_segment():
         ("PUT", "/contacts/d%20e", b""),
     ]
     assert {r.contact_id for r in outcome.rows} == {"c9?role=lead", "a/b#c", "d e"}
+
+
+@pytest.mark.parametrize(("status", "code"), [(401, "unauthorized"), (403, "token_missing_scope")])
+def test_a_token_refused_on_write_stops_the_run_after_one_contact(status, code):
+    # A token without write access refuses every contact alike: one refusal is the answer,
+    # not thousands of attempts each recorded as a failure.
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        puts.append(request.url.path)
+        body = {"type": "error.list", "errors": [{"code": code, "message": "Access denied"}]}
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(WriteBackError, match=f"Intercom refused the access token with {status}"):
+        _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+    assert puts == ["/contacts/c1"]
+
+
+def test_a_token_revoked_mid_run_stops_the_writes_not_yet_sent():
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        attributes = {"nb_next_action": "invite_team"}
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+        puts.append(contact_id)
+        if len(puts) >= 3:
+            body = {"type": "error.list", "errors": [{"code": "unauthorized", "message": "no"}]}
+            return httpx.Response(401, json=body)
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    with pytest.raises(WriteBackError, match="refused the access token with 401") as caught:
+        _run_with(handler, [write(f"c{i}") for i in range(1, 21)])
+    # Two at a time: at most the write in flight beside the refused one goes out after it.
+    assert len(puts) <= 4
+    rows = {(r.contact_id, r.status) for r in caught.value.outcome.rows}
+    assert ("c1", store.OK) in rows and ("c2", store.OK) in rows
+    assert {c for c, _ in rows} == set(puts)
