@@ -100,7 +100,7 @@ class IntercomServerError(IntercomError, RetryableError):
 
 
 class IntercomConnectionError(IntercomError, RetryableError):
-    """No answer (connection refused, reset or timed out) after every retry was spent."""
+    """No usable answer after every retry was spent: refused, reset, timed out, or undecodable."""
 
 
 def error_from_response(response: httpx.Response, *, now: float | None = None) -> IntercomError:
@@ -314,7 +314,8 @@ class IntercomClient(_IntercomBase):
             time.sleep(pause)
         try:
             response = self._http.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # DecodingError: a body its Content-Encoding does not fit, as good as no answer.
             raise self._connection_error(method, path, exc) from exc
         return self._check(response)
 
@@ -516,7 +517,8 @@ class AsyncIntercomClient(_IntercomBase):
             await asyncio.sleep(pause)
         try:
             response = await self._http.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # DecodingError: a body its Content-Encoding does not fit, as good as no answer.
             raise self._connection_error(method, path, exc) from exc
         return self._check(response)
 

@@ -246,3 +246,27 @@ def test_a_token_revoked_mid_run_stops_the_writes_not_yet_sent():
     rows = {(r.contact_id, r.status) for r in caught.value.outcome.rows}
     assert ("c1", store.OK) in rows and ("c2", store.OK) in rows
     assert {c for c, _ in rows} == set(puts)
+
+
+def test_an_answer_whose_body_cannot_be_decoded_fails_only_its_contact():
+    # A 200 announcing gzip with a body that is not gzip: httpx cannot decode it. That
+    # contact's write is unconfirmed; the writes before and after it must still be recorded.
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if contact_id == "c3" and request.method == "PUT":
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"plain")
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    outcome = _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+
+    found = statuses(outcome)
+    assert {c: s[0] for c, s in found.items()} == {
+        "c1": store.OK,
+        "c2": store.OK,
+        "c3": store.ERROR,
+        "c4": store.OK,
+        "c5": store.OK,
+    }
+    assert found["c3"][1] is None
+    assert "DecodingError" in found["c3"][2]
