@@ -109,6 +109,15 @@ _LINE_END = re.compile(r"\r\n?|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+# Files that are no UTF-8 text by their first bytes, named so the fix is plain.
+_NOT_TEXT = (
+    (b"\x1f\x8b", "is gzip-compressed; decompress it first (gunzip)"),
+    (b"PK\x03\x04", "is a ZIP archive (an .xlsx workbook?); export the events as CSV"),
+    (b"\xff\xfe", "is UTF-16 text (byte-order mark FF FE); save the export as UTF-8"),
+    (b"\xfe\xff", "is UTF-16 text (byte-order mark FE FF); save the export as UTF-8"),
+)
+
+
 @dataclass
 class Record:
     """One row of the export: its line, its cells (or None) and why it cannot be read."""
@@ -202,6 +211,9 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise EventImportError(f"{path}: cannot be read ({error.strerror})") from error
+    for magic, what in _NOT_TEXT:
+        if data.startswith(magic):
+            raise EventImportError(f"{path}: {what}")
     try:
         # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of a name.
         text = data.decode("utf-8-sig")

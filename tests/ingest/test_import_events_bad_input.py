@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -345,3 +346,25 @@ def test_a_json_line_repeating_a_key_is_set_aside_as_a_csv_header_would_be_refus
         ("dup.jsonl:1", "key 'event_name' appears more than once; which value holds is unknown")
     ]
     assert json.loads(kept[0][2]) == {"line": repeated}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # RFC 1952: a gzip member starts with 1F 8B.
+        (gzip.compress((HEADER + f"u1,a,{JAN_1_2024}\n").encode()), "is gzip-compressed"),
+        # A ZIP local file header starts with PK 03 04; an .xlsx workbook is a ZIP archive.
+        (b"PK\x03\x04\x14\x00\x00\x00" + b"\x00" * 20, "is a ZIP archive"),
+        # Spreadsheet programs save "Unicode text" as UTF-16 with a byte-order mark.
+        (b"\xff\xfe" + (HEADER + f"u1,a,{JAN_1_2024}\n").encode("utf-16-le"), "is UTF-16 text"),
+        (b"\xfe\xff" + (HEADER + f"u1,a,{JAN_1_2024}\n").encode("utf-16-be"), "is UTF-16 text"),
+    ],
+)
+def test_a_compressed_or_utf_16_file_is_named_as_such(nextbest_home, tmp_path, content, message):
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    code, output, error = _run(path)
+    assert code == 1, output
+    assert error is None or isinstance(error, SystemExit), error
+    assert f"{path}: {message}" in output
+    assert "Traceback" not in output
