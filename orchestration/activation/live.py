@@ -137,6 +137,7 @@ class Tick:
     contacts_outstanding: int = 0
     events_read: int = 0
     events_unreadable: int = 0
+    contacts_without_id: int = 0
     triggers: dict[str, set[str]] = field(default_factory=dict)
     deferred: int = 0
     skip_reason: str | None = None
@@ -153,7 +154,8 @@ class Tick:
             f"{self.contacts_seen} contacts updated or seen, {self.contacts_outstanding} with an "
             f"outstanding recommendation, {self.events_read} new events, "
             f"{len(self.triggers)} to update, {self.deferred} left for the next tick, "
-            f"{self.events_unreadable} events without a readable time skipped"
+            f"{self.events_unreadable} events without a readable time skipped, "
+            f"{self.contacts_without_id} contacts without an id skipped"
         )
 
 
@@ -242,7 +244,12 @@ def evaluate(
     candidates: dict[str, Mapping[str, Any]] = {}
     newest = since
     for contact in client.search_contacts(search_query(since, lookback)):
-        candidates[contact["id"]] = contact
+        contact_id = contact.get("id") if isinstance(contact, Mapping) else None
+        if not isinstance(contact_id, str) or not contact_id:
+            tick.contacts_without_id += 1
+            log.warning("search answered a contact without an id, skipped: %.200r", contact)
+            continue
+        candidates[contact_id] = contact
     now = server_now() if server_now is not None else None
     later: list[int] = []
     for contact_id, contact in list(candidates.items()):

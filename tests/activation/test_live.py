@@ -216,3 +216,20 @@ def test_an_event_without_a_readable_time_is_counted_and_the_rest_are_still_read
     assert result.events_read == 3
     assert result.cursor.watermarks == {"c1": 990, "c3": 1019}
     assert "2 events without a readable time" in result.numbers()
+
+
+def test_a_search_result_without_an_id_is_skipped_and_counted_not_a_crash():
+    # The search answer's contacts are objects with an `id`; one without (or with a null id)
+    # cannot be matched to a recommendation and must not stop every later tick.
+    contacts = [
+        {"updated_at": 1050, "last_seen_at": 1050},
+        {"id": None, "updated_at": 1060},
+        *CONTACTS,
+    ]
+    result, _ = tick(LiveCursor(), StubIntercom(contacts, EVENTS))
+
+    assert result.triggers == {"c1": {ACTION_COMPLETED}, "c3": {CONVERTED}}
+    assert result.contacts_without_id == 2
+    # Their times are not trusted either: the cursor moves as far as the contacts with ids.
+    assert result.cursor.since == 1040
+    assert "2 contacts without an id skipped" in result.numbers()
