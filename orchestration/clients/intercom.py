@@ -402,7 +402,21 @@ class IntercomClient(_IntercomBase):
     def list_data_attributes(self, model: str = "contact") -> list[dict]:
         """Every data attribute of a model (`contact` or `company`), custom ones included."""
         page = self.request("GET", "/data_attributes", params={"model": model}) or {}
-        return list(page.get("data") or [])
+        data = page.get("data") or []
+        if not isinstance(data, list) or not all(isinstance(a, dict) for a in data):
+            # Without attribute objects nobody can tell which attributes exist.
+            if isinstance(data, list):
+                odd = next(a for a in data if not isinstance(a, dict))
+                shape = f"a list holding a {type(odd).__name__}"
+            else:
+                shape = f"a {type(data).__name__}"
+            raise IntercomError(
+                f"data is {shape}, not a list of attribute objects: {str(data)[:200]}",
+                status=200,
+                method="GET",
+                path="/data_attributes",
+            )
+        return data
 
     def create_data_attribute(
         self,

@@ -11,8 +11,8 @@ import pytest
 
 from orchestration.activation import store
 from orchestration.activation.plan import AttributeChange, ContactWrite
-from orchestration.activation.writeback import WriteBackError, send_writes
-from orchestration.clients.intercom import AsyncIntercomClient
+from orchestration.activation.writeback import WriteBackError, ensure_data_attributes, send_writes
+from orchestration.clients.intercom import AsyncIntercomClient, IntercomClient, IntercomError
 
 AT = datetime(2026, 12, 3, tzinfo=UTC)
 
@@ -270,3 +270,24 @@ def test_an_answer_whose_body_cannot_be_decoded_fails_only_its_contact():
     }
     assert found["c3"][1] is None
     assert "DecodingError" in found["c3"][2]
+
+
+@pytest.mark.parametrize("data", [[None], ["nb_next_action"], {"name": "nb_next_action"}])
+def test_a_data_attribute_list_of_another_shape_is_a_clear_error(data):
+    # GET /data_attributes answers {"type": "list", "data": [attribute objects]}: with
+    # anything else nextbest cannot tell whether its attributes exist.
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request.url.path)
+        return httpx.Response(200, json={"type": "list", "data": data})
+
+    transport = httpx.MockTransport(handler)
+    expected = "GET /data_attributes failed with 200: data is"
+    with (
+        IntercomClient("http://intercom.test", "tok", transport=transport) as client,
+        pytest.raises(IntercomError, match=expected),
+    ):
+        ensure_data_attributes(client)
+    assert posts == []
