@@ -16,12 +16,17 @@ _SECRET_VARIABLES = frozenset({"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"})
 
 
 class _App(typer.Typer):
-    """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback."""
+    """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback.
+
+    A bad setting: a value of the wrong type, a warehouse that is no DuckDB file, a path
+    where a file stands in the way of a folder.
+    """
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         import duckdb
         from pydantic import ValidationError
 
+        from orchestration.settings import FolderError
         from orchestration.warehouse import NotAWarehouse
 
         try:
@@ -34,7 +39,7 @@ class _App(typer.Typer):
                     f"[red]setting {variable}{given}: {problem['msg']}[/red]", markup=True
                 )
             raise SystemExit(1) from None
-        except NotAWarehouse as error:
+        except (NotAWarehouse, FolderError) as error:
             Console(stderr=True).print(str(error), markup=False, soft_wrap=True)
             raise SystemExit(1) from None
         except duckdb.IOException as error:
