@@ -291,3 +291,22 @@ def test_a_data_attribute_list_of_another_shape_is_a_clear_error(data):
     ):
         ensure_data_attributes(client)
     assert posts == []
+
+
+def test_a_404_without_intercom_s_error_list_marks_no_contact_gone_and_stops_the_run():
+    # API_NOTES: a gone contact answers 404 with Intercom's error list. A 404 page from a
+    # proxy or a wrong base URL says nothing of the contact: recording it as gone would skip
+    # the contact in every later run.
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        puts.append(request.url.path)
+        return httpx.Response(404, text="<html><h1>404 Not Found</h1></html>")
+
+    with pytest.raises(WriteBackError, match="404 without Intercom's error list") as caught:
+        _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+
+    assert puts == ["/contacts/c1"]
+    assert [(r.contact_id, r.status, r.http_status) for r in caught.value.outcome.rows] == [
+        ("c1", store.ERROR, 404)
+    ]
