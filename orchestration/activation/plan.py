@@ -257,8 +257,12 @@ def primary_goal(con: duckdb.DuckDBPyConnection, configured: str, declared: str 
         declared: The goals file's primary goal, None when unknown.
 
     Raises:
-        ValueError: The chosen goal has no rows while others do, or no goal can be chosen.
+        ValueError: The chosen goal has no rows while others do, no goal can be chosen, or
+            rows have no goal at all.
     """
+    without = con.execute("select count(*) from ml.next_best_actions where goal is null").fetchone()
+    if without[0]:
+        raise ValueError(f"ml.next_best_actions holds {without[0]} rows without a goal")
     goals = sorted(
         row[0] for row in con.execute("select distinct goal from ml.next_best_actions").fetchall()
     )

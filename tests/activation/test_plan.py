@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import duckdb
 import numpy as np
+import pytest
 
-from orchestration.activation.plan import Recommendation, plan_writes
+from orchestration.activation.plan import Recommendation, plan_writes, primary_goal
 
 TODAY = date(2026, 12, 3)
 TODAY_SECONDS = "1796256000"  # 2026-12-03 00:00 UTC: 20790 days * 86400
@@ -157,3 +159,15 @@ def test_scores_of_any_number_type_are_rounded_to_four_decimals():
     recs = [rec("c1", score=np.float32(0.123456)), rec("c2", score=Decimal("0.98765432"))]
     plan = plan_writes(recs, {}, TODAY)
     assert [w.body["nb_conversion_score"] for w in plan.writes] == [0.1235, 0.9877]
+
+
+def test_rows_without_a_goal_are_named_not_a_type_error():
+    # Such rows belong to no goal: planning cannot tell whom they are for.
+    con = duckdb.connect()
+    con.execute("create schema ml")
+    con.execute(
+        "create table ml.next_best_actions as select * from (values"
+        " ('everyone-7d', 'u1'), (null, 'u2'), (null, 'u3')) t(goal, user_id)"
+    )
+    with pytest.raises(ValueError, match=r"ml\.next_best_actions holds 2 rows without a goal"):
+        primary_goal(con, "", "everyone-7d")
