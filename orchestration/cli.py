@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sandbox.cli import app as sandbox_app
@@ -127,10 +128,10 @@ def init_home() -> None:
 
     settings = get_settings()
     settings.prepare_home()
-    console.print(f"home: {settings.home.resolve()}")
-    console.print(f"warehouse: {settings.warehouse}")
-    console.print(f"DAGSTER_HOME: {settings.dagster_home_dir}")
-    console.print(f"MLflow: {settings.tracking_uri}")
+    console.print(f"home: {settings.home.resolve()}", markup=False)
+    console.print(f"warehouse: {settings.warehouse}", markup=False)
+    console.print(f"DAGSTER_HOME: {settings.dagster_home_dir}", markup=False)
+    console.print(f"MLflow: {settings.tracking_uri}", markup=False)
 
 
 @app.command("demo")
@@ -153,13 +154,15 @@ def user(
 
     settings = get_settings()
     if not settings.warehouse.exists():
-        console.print(f"[red]no warehouse at {settings.warehouse}[/red]: run `make demo` first")
+        where = escape(str(settings.warehouse))
+        console.print(f"[red]no warehouse at {where}[/red]: run `make demo` first")
         raise typer.Exit(1)
     with connect(settings.warehouse, read_only=True) as con:
         try:
             story = load_story(con, ident, goal, primary=_primary_goal())
         except (UnknownUserError, RuntimeError) as error:
-            console.print(f"[red]{error}[/red]")
+            # The message quotes the id as typed: no markup is read from it.
+            console.print(f"[red]{escape(str(error))}[/red]")
             raise typer.Exit(1) from error
     render_story(story, console)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -149,7 +150,12 @@ def load_story(
 
 def render_story(story: UserStory, console: Console) -> None:
     """Print the story: profile, sessions and actions, score and recommendations."""
-    p = story.profile
+    # Ids, emails, event names and labels come from outside: printed as given, never read as
+    # rich markup (`[/x]` would be a closing tag, `[bold]` a style).
+    p = {
+        key: escape(str(value)) if value is not None else None
+        for key, value in story.profile.items()
+    }
     console.print(
         f"[bold]user {p['user_id']}[/bold]  contact {p.get('contact_id')}  "
         f"external id {p.get('external_id') or '-'}  email {p.get('email') or '-'}"
@@ -169,13 +175,14 @@ def render_story(story: UserStory, console: Console) -> None:
         sessions.add_column(column)
     by_session: dict[object, list[str]] = {}
     for event in story.journey:
-        by_session.setdefault(event["session_id"], []).append(event["event_name"])
+        by_session.setdefault(event["session_id"], []).append(escape(str(event["event_name"])))
     for s in story.sessions:
         steps = by_session.get(s["session_id"], [])
         shown = " → ".join(steps[:12]) + (" …" if len(steps) > 12 else "")
         sessions.add_row(str(s["session_number"]), str(s["started_at"]), str(s["n_events"]), shown)
     console.print(sessions)
-    console.print(f"completed actions: {', '.join(story.completed_actions) or 'none'}")
+    done = ", ".join(escape(str(action)) for action in story.completed_actions)
+    console.print(f"completed actions: {done or 'none'}")
     rec = story.recommendation
     if rec is None:
         console.print("no recommendation has been computed for this user yet")
@@ -183,18 +190,25 @@ def render_story(story: UserStory, console: Console) -> None:
     if rec.get("conversion_score") is not None:
         console.print(f"conversion score: {rec['conversion_score']:.3f}")
     if rec["status"] != "recommended":
-        console.print(f"no recommendation: {rec['status']} ({rec.get('reason') or ''})")
+        console.print(
+            f"no recommendation: {escape(str(rec['status']))} ({escape(rec.get('reason') or '')})"
+        )
         return
     table = Table(title="next best actions")
     for column in ("rank", "action", "label", "lift"):
         table.add_column(column)
-    table.add_row("1", rec["action"], rec["action_label"], f"{rec['lift']:+.3f}")
+    table.add_row(
+        "1", escape(str(rec["action"])), escape(str(rec["action_label"])), f"{rec['lift']:+.3f}"
+    )
     alternatives = rec.get("alternatives") or "[]"
     for rank, alt in enumerate(
         json.loads(alternatives) if isinstance(alternatives, str) else alternatives, start=2
     ):
         table.add_row(
-            str(rank), alt.get("action", ""), alt.get("label", ""), f"{alt.get('lift', 0):+.3f}"
+            str(rank),
+            escape(str(alt.get("action", ""))),
+            escape(str(alt.get("label", ""))),
+            f"{alt.get('lift', 0):+.3f}",
         )
     console.print(table)
-    console.print(f"why: {rec.get('reason')}")
+    console.print(f"why: {escape(str(rec.get('reason')))}")

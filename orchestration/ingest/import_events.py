@@ -620,6 +620,8 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
     Returns:
         The exit code: 0 on success, 1 when the file cannot be imported.
     """
+    from rich.markup import escape
+
     from orchestration.settings import get_settings
     from orchestration.warehouse import warehouse
 
@@ -628,7 +630,7 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
         theirs, sep, ours = spec.partition("=")
         if not sep or ours not in COLUMN_NAMES:
             console.print(
-                f"[red]--column {spec!r}[/red]: write FILE_COLUMN=NAME, NAME one of "
+                f"[red]--column {escape(repr(spec))}[/red]: write FILE_COLUMN=NAME, NAME one of "
                 + ", ".join(COLUMN_NAMES)
             )
             return 1
@@ -639,8 +641,11 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
             report = import_events(con, path, column_map=column_map)
             total = con.execute(f"select count(*) from {RAW_SCHEMA}.intercom_events").fetchone()[0]
     except EventImportError as error:
-        console.print(f"[red]{error}[/red]")
+        # Paths and the file's column names are printed as given, never read as rich markup.
+        console.print(f"[red]{escape(str(error))}[/red]")
         return 1
-    console.print(f"import-events {path}: {report.summary()}")
-    console.print(f"raw.intercom_events now holds {total:,} events ({settings.warehouse})")
+    console.print(f"import-events {escape(str(path))}: {report.summary()}")
+    console.print(
+        f"raw.intercom_events now holds {total:,} events ({escape(str(settings.warehouse))})"
+    )
     return 0

@@ -368,3 +368,13 @@ def test_a_compressed_or_utf_16_file_is_named_as_such(nextbest_home, tmp_path, c
     assert error is None or isinstance(error, SystemExit), error
     assert f"{path}: {message}" in output
     assert "Traceback" not in output
+
+
+def test_a_header_that_looks_like_markup_is_named_as_given(nextbest_home, tmp_path):
+    # The missing-column message quotes the header; rich read "[/x]" as a closing tag.
+    path = tmp_path / "markup.csv"
+    path.write_text(f"[/x],event_name,created_at\nu1,a,{JAN_1_2024}\n")
+    code, output, error = _run(path)
+    assert code == 1, output
+    assert error is None or isinstance(error, SystemExit), error
+    assert "(found ['[/x]', 'event_name', 'created_at'])" in output
