@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sandbox.cli import app as sandbox_app
@@ -16,12 +17,17 @@ _SECRET_VARIABLES = frozenset({"INTERCOM_ACCESS_TOKEN", "STRIPE_API_KEY"})
 
 
 class _App(typer.Typer):
-    """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback."""
+    """The command line, reporting a bad setting or a busy warehouse in a line, not a traceback.
+
+    A bad setting: a value of the wrong type, a warehouse that is no DuckDB file, a path
+    where a file stands in the way of a folder.
+    """
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         import duckdb
         from pydantic import ValidationError
 
+        from orchestration.settings import FolderError
         from orchestration.warehouse import NotAWarehouse
 
         try:
@@ -34,7 +40,7 @@ class _App(typer.Typer):
                     f"[red]setting {variable}{given}: {problem['msg']}[/red]", markup=True
                 )
             raise SystemExit(1) from None
-        except NotAWarehouse as error:
+        except (NotAWarehouse, FolderError) as error:
             Console(stderr=True).print(str(error), markup=False, soft_wrap=True)
             raise SystemExit(1) from None
         except duckdb.IOException as error:
@@ -122,10 +128,10 @@ def init_home() -> None:
 
     settings = get_settings()
     settings.prepare_home()
-    console.print(f"home: {settings.home.resolve()}")
-    console.print(f"warehouse: {settings.warehouse}")
-    console.print(f"DAGSTER_HOME: {settings.dagster_home_dir}")
-    console.print(f"MLflow: {settings.tracking_uri}")
+    console.print(f"home: {settings.home.resolve()}", markup=False)
+    console.print(f"warehouse: {settings.warehouse}", markup=False)
+    console.print(f"DAGSTER_HOME: {settings.dagster_home_dir}", markup=False)
+    console.print(f"MLflow: {settings.tracking_uri}", markup=False)
 
 
 @app.command("demo")
@@ -148,13 +154,15 @@ def user(
 
     settings = get_settings()
     if not settings.warehouse.exists():
-        console.print(f"[red]no warehouse at {settings.warehouse}[/red]: run `make demo` first")
+        where = escape(str(settings.warehouse))
+        console.print(f"[red]no warehouse at {where}[/red]: run `make demo` first")
         raise typer.Exit(1)
     with connect(settings.warehouse, read_only=True) as con:
         try:
             story = load_story(con, ident, goal, primary=_primary_goal())
         except (UnknownUserError, RuntimeError) as error:
-            console.print(f"[red]{error}[/red]")
+            # The message quotes the id as typed: no markup is read from it.
+            console.print(f"[red]{escape(str(error))}[/red]")
             raise typer.Exit(1) from error
     render_story(story, console)
 
@@ -172,8 +180,8 @@ def _primary_goal() -> str | None:
 
 @app.command("ui")
 def ui(
-    dagster_port: int = typer.Option(3000, help="Port of the Dagster UI."),
-    mlflow_port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    dagster_port: int = typer.Option(3000, min=1, max=65535, help="Port of the Dagster UI."),
+    mlflow_port: int = typer.Option(5000, min=1, max=65535, help="Port of the MLflow UI."),
 ) -> None:
     """Start the sandbox, the Dagster UI and the MLflow UI; Ctrl-C stops all three."""
     from orchestration.ui import run_ui

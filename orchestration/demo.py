@@ -210,7 +210,9 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
         "test ROC-AUC (model / logistic regression / base rate)",
         f"{auc(summary.model_auc)} / {auc(summary.logreg_auc)} / {auc(summary.base_rate_auc)}",
     )
-    table.add_row(f"champion of nextbest-{summary.goal}", f"version {summary.champion_version}")
+    # Goal, action and user names come from the data: printed as given, never as rich markup.
+    goal = escape(summary.goal)
+    table.add_row(f"champion of nextbest-{goal}", f"version {summary.champion_version}")
     table.add_row("users with a next best action", f"{summary.recommended_users:,}")
     table.add_row("contacts written to Intercom", f"{summary.contacts_written:,}")
     if summary.sandbox_writes is not None:
@@ -221,12 +223,13 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     top.add_column("action")
     top.add_column("users", justify="right")
     for action, count in summary.top_actions:
-        top.add_row(action, f"{count:,}")
+        top.add_row(escape(str(action)), f"{count:,}")
     console.print(top)
     console.print("next:")
     console.print("  make ui                      # Dagster, MLflow and the sandbox in the browser")
     if summary.example_user:
-        console.print(f"  .venv/bin/nextbest user {summary.example_user}   # one user's story")
+        user = escape(str(summary.example_user))
+        console.print(f"  .venv/bin/nextbest user {user}   # one user's story")
     console.print("  make test                    # the test suite")
 
 

@@ -179,9 +179,15 @@ class Settings(BaseSettings):
         Dagster, dbt and MLflow read their own variables; exporting them here makes the
         child processes (dbt, `dagster dev`) agree with this process on every path.
         """
-        for folder in (self.home, self.dagster_home_dir, self.mlflow_dir, self.cache_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.warehouse.parent.mkdir(parents=True, exist_ok=True)
+        home = "NEXTBEST_HOME"
+        for folder, variable in (
+            (self.home, home),
+            (self.dagster_home_dir, "DAGSTER_HOME" if self.dagster_home else home),
+            (self.mlflow_dir, home),
+            (self.cache_dir, home),
+            (self.warehouse.parent, "NEXTBEST_WAREHOUSE" if self.warehouse_path else home),
+        ):
+            make_folder(folder, variable)
         instance_yaml = self.dagster_home_dir / "dagster.yaml"
         if not instance_yaml.exists():
             # SQLite storage is Dagster's default; the file only turns telemetry off.
@@ -190,6 +196,26 @@ class Settings(BaseSettings):
         os.environ["NEXTBEST_WAREHOUSE"] = str(self.warehouse)
         os.environ["DAGSTER_HOME"] = str(self.dagster_home_dir)
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+
+
+class FolderError(RuntimeError):
+    """A folder a path setting needs cannot be created; the message names the variable."""
+
+
+def make_folder(folder: Path, variable: str) -> None:
+    """Create `folder` and its parents for the path that `variable` sets.
+
+    Raises:
+        FolderError: A file stands where a folder must be, or the system refuses the folder.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocker = next(
+            (p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None
+        )
+        reason = f"{blocker} is a file, not a folder" if blocker else error.strerror
+        raise FolderError(f"{variable}: cannot create the folder {folder}: {reason}") from error
 
 
 def get_settings() -> Settings:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -63,6 +65,27 @@ def _no_marts(con: duckdb.DuckDBPyConnection) -> str:
     return message
 
 
+# Searched in this order: an app user id names one user; an external or contact id may be
+# shared (dirt, a lead merged into a user) and then names nobody in particular.
+_ID_COLUMNS = (("user_id", "user id"), ("external_id", "external id"), ("contact_id", "contact id"))
+
+
+def _find_user(con: duckdb.DuckDBPyConnection, ident: str) -> dict[str, Any]:
+    for column, what in _ID_COLUMNS:
+        found = _rows(
+            con, f"select * from marts.dim_users where {column} = ? order by user_id", [ident]
+        )
+        if len(found) == 1:
+            return found[0]
+        if found:
+            users = ", ".join(str(row["user_id"]) for row in found)
+            raise UnknownUserError(
+                f"{what} {ident!r} belongs to {len(found)} users ({users}): "
+                "give the user id to choose one"
+            )
+    raise UnknownUserError(f"no user has the id, external id or contact id {ident!r}")
+
+
 def load_story(
     con: duckdb.DuckDBPyConnection,
     ident: str,
@@ -80,14 +103,7 @@ def load_story(
     """
     if not _table_exists(con, "marts", "dim_users"):
         raise RuntimeError(_no_marts(con))
-    found = _rows(
-        con,
-        "select * from marts.dim_users where user_id = ? or external_id = ? or contact_id = ?",
-        [ident, ident, ident],
-    )
-    if not found:
-        raise UnknownUserError(f"no user has the id, external id or contact id {ident!r}")
-    profile = found[0]
+    profile = _find_user(con, ident)
     user_id = profile["user_id"]
     sessions = _rows(
         con,
@@ -134,7 +150,12 @@ def load_story(
 
 def render_story(story: UserStory, console: Console) -> None:
     """Print the story: profile, sessions and actions, score and recommendations."""
-    p = story.profile
+    # Ids, emails, event names and labels come from outside: printed as given, never read as
+    # rich markup (`[/x]` would be a closing tag, `[bold]` a style).
+    p = {
+        key: escape(str(value)) if value is not None else None
+        for key, value in story.profile.items()
+    }
     console.print(
         f"[bold]user {p['user_id']}[/bold]  contact {p.get('contact_id')}  "
         f"external id {p.get('external_id') or '-'}  email {p.get('email') or '-'}"
@@ -154,13 +175,14 @@ def render_story(story: UserStory, console: Console) -> None:
         sessions.add_column(column)
     by_session: dict[object, list[str]] = {}
     for event in story.journey:
-        by_session.setdefault(event["session_id"], []).append(event["event_name"])
+        by_session.setdefault(event["session_id"], []).append(escape(str(event["event_name"])))
     for s in story.sessions:
         steps = by_session.get(s["session_id"], [])
         shown = " → ".join(steps[:12]) + (" …" if len(steps) > 12 else "")
         sessions.add_row(str(s["session_number"]), str(s["started_at"]), str(s["n_events"]), shown)
     console.print(sessions)
-    console.print(f"completed actions: {', '.join(story.completed_actions) or 'none'}")
+    done = ", ".join(escape(str(action)) for action in story.completed_actions)
+    console.print(f"completed actions: {done or 'none'}")
     rec = story.recommendation
     if rec is None:
         console.print("no recommendation has been computed for this user yet")
@@ -168,18 +190,25 @@ def render_story(story: UserStory, console: Console) -> None:
     if rec.get("conversion_score") is not None:
         console.print(f"conversion score: {rec['conversion_score']:.3f}")
     if rec["status"] != "recommended":
-        console.print(f"no recommendation: {rec['status']} ({rec.get('reason') or ''})")
+        console.print(
+            f"no recommendation: {escape(str(rec['status']))} ({escape(rec.get('reason') or '')})"
+        )
         return
     table = Table(title="next best actions")
     for column in ("rank", "action", "label", "lift"):
         table.add_column(column)
-    table.add_row("1", rec["action"], rec["action_label"], f"{rec['lift']:+.3f}")
+    table.add_row(
+        "1", escape(str(rec["action"])), escape(str(rec["action_label"])), f"{rec['lift']:+.3f}"
+    )
     alternatives = rec.get("alternatives") or "[]"
     for rank, alt in enumerate(
         json.loads(alternatives) if isinstance(alternatives, str) else alternatives, start=2
     ):
         table.add_row(
-            str(rank), alt.get("action", ""), alt.get("label", ""), f"{alt.get('lift', 0):+.3f}"
+            str(rank),
+            escape(str(alt.get("action", ""))),
+            escape(str(alt.get("label", ""))),
+            f"{alt.get('lift', 0):+.3f}",
         )
     console.print(table)
-    console.print(f"why: {rec.get('reason')}")
+    console.print(f"why: {escape(str(rec.get('reason')))}")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.settings import make_folder
+
 RAW_SCHEMA = "raw"
 
 # One table per stream. Every object table has the same shape, so one upsert serves them all.
@@ -114,7 +116,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     if path.is_dir():
         raise NotAWarehouse(f"warehouse {path} is a directory, not a DuckDB database file")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent, "NEXTBEST_WAREHOUSE (or NEXTBEST_HOME, where it defaults)")
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.CatalogException as error:

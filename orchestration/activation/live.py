@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,8 @@ import duckdb
 from orchestration.activation import store
 from orchestration.activation.scope import TRIGGER_TAG, scope_tags
 from orchestration.clients.intercom import IntercomClient, IntercomNotFound
+
+log = logging.getLogger(__name__)
 
 ACTION_COMPLETED = "action_completed"
 CONVERTED = "converted"
@@ -83,6 +87,14 @@ def contact_time(contact: Mapping[str, Any]) -> int:
     return max((int(t) for t in times if isinstance(t, int | float)), default=0)
 
 
+def event_time(event: Mapping[str, Any]) -> int | None:
+    """An event's `created_at` in Unix seconds, or None when it is not a finite number."""
+    value = event.get("created_at")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) else None
+
+
 def completions(
     new_events: Mapping[str, Iterable[Mapping[str, Any]]],
     outstanding: Mapping[str, str],
@@ -124,6 +136,8 @@ class Tick:
     contacts_seen: int = 0
     contacts_outstanding: int = 0
     events_read: int = 0
+    events_unreadable: int = 0
+    contacts_without_id: int = 0
     triggers: dict[str, set[str]] = field(default_factory=dict)
     deferred: int = 0
     skip_reason: str | None = None
@@ -139,7 +153,9 @@ class Tick:
         return (
             f"{self.contacts_seen} contacts updated or seen, {self.contacts_outstanding} with an "
             f"outstanding recommendation, {self.events_read} new events, "
-            f"{len(self.triggers)} to update, {self.deferred} left for the next tick"
+            f"{len(self.triggers)} to update, {self.deferred} left for the next tick, "
+            f"{self.events_unreadable} events without a readable time skipped, "
+            f"{self.contacts_without_id} contacts without an id skipped"
         )
 
 
@@ -228,7 +244,12 @@ def evaluate(
     candidates: dict[str, Mapping[str, Any]] = {}
     newest = since
     for contact in client.search_contacts(search_query(since, lookback)):
-        candidates[contact["id"]] = contact
+        contact_id = contact.get("id") if isinstance(contact, Mapping) else None
+        if not isinstance(contact_id, str) or not contact_id:
+            tick.contacts_without_id += 1
+            log.warning("search answered a contact without an id, skipped: %.200r", contact)
+            continue
+        candidates[contact_id] = contact
     now = server_now() if server_now is not None else None
     later: list[int] = []
     for contact_id, contact in list(candidates.items()):
@@ -256,18 +277,32 @@ def evaluate(
             # the user did nothing, so its events need no request.
             continue
         fresh = []
+        times = []
         try:
             # Newest first: stop at the first event already examined.
             for event in client.list_events(intercom_user_id=contact_id):
-                if int(event.get("created_at") or 0) <= mark:
+                created = event_time(event)
+                if created is None:
+                    # Cannot be placed against the watermark: counted and logged, and the
+                    # older events listed after it are still read.
+                    tick.events_unreadable += 1
+                    log.warning(
+                        "contact %s: event %r has created_at %r, not Unix seconds; skipped",
+                        contact_id,
+                        event.get("id") or event.get("event_name"),
+                        event.get("created_at"),
+                    )
+                    continue
+                if created <= mark:
                     break
                 fresh.append(event)
+                times.append(created)
         except IntercomNotFound:
             continue
         if fresh:
             new_events[contact_id] = fresh
             tick.events_read += len(fresh)
-            tick.cursor.watermarks[contact_id] = max(int(e["created_at"]) for e in fresh)
+            tick.cursor.watermarks[contact_id] = max(times)
     tick.triggers = completions(new_events, outstanding, conversion_events)
     tick.cursor.since = newest
     tick.cursor.watermarks = {

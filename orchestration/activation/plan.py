@@ -8,7 +8,6 @@ that no longer applies.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from ml.recommend import STATUSES
 from orchestration.activation.store import to_json
 from orchestration.activation.values import (
     ATTRIBUTE_NAMES,
@@ -113,14 +113,32 @@ def desired_values(rec: Recommendation) -> dict[str, Any]:
     """The content attributes a recommendation asks for; all None when it asks to clear."""
     if rec.status != RECOMMENDED:
         return dict.fromkeys(CONTENT_ATTRIBUTES)
-    score = rec.conversion_score
-    if isinstance(score, float) and math.isfinite(score):
-        score = round(score, SCORE_DECIMALS)
     return {
         "nb_next_action": rec.action,
         "nb_next_action_label": rec.action_label,
-        "nb_conversion_score": score,
+        "nb_conversion_score": rec.conversion_score,
     }
+
+
+def _check(name: str, value: Any, data_type: Any) -> Any:
+    """`validate_value`, and for the score: a probability, rounded to `SCORE_DECIMALS`."""
+    value = validate_value(value, data_type)
+    if name == "nb_conversion_score" and value is not None:
+        if not 0.0 <= value <= 1.0:
+            raise InvalidAttributeValue(f"{value!r} is not a probability between 0 and 1")
+        value = round(value, SCORE_DECIMALS)
+    return value
+
+
+def row_problem(rec: Recommendation) -> str | None:
+    """Why a row cannot be planned at all (unknown status, a recommendation with no action)."""
+    if rec.status != MISSING and rec.status not in STATUSES:
+        return f"status {rec.status!r} is not one of {', '.join(STATUSES)}"
+    if rec.status == RECOMMENDED and (
+        rec.action is None or (isinstance(rec.action, str) and not rec.action.strip())
+    ):
+        return f"a recommended row needs an action, found {rec.action!r}"
+    return None
 
 
 def plan_writes(
@@ -173,7 +191,7 @@ def plan_writes(
         content_changed = False
         for name in ATTRIBUTE_NAMES:
             try:
-                value = validate_value(wanted[name], types[name])
+                value = _check(name, wanted[name], types[name])
             except InvalidAttributeValue as exc:
                 invalid[name] = str(exc)
                 changes.append(AttributeChange(name, stored.get(name), wanted[name], None))
@@ -184,6 +202,11 @@ def plan_writes(
             if name in CONTENT_ATTRIBUTES and new_json != old_json:
                 content_changed = True
             changes.append(AttributeChange(name, old_json, value, new_json))
+        problem = row_problem(rec)
+        if problem is not None:
+            # Held back whole: the row says neither what to set nor that it should be cleared.
+            invalid["nb_next_action"] = problem
+            content_changed = True
         if not content_changed:
             plan.unchanged += 1
             continue
@@ -234,8 +257,12 @@ def primary_goal(con: duckdb.DuckDBPyConnection, configured: str, declared: str 
         declared: The goals file's primary goal, None when unknown.
 
     Raises:
-        ValueError: The chosen goal has no rows while others do, or no goal can be chosen.
+        ValueError: The chosen goal has no rows while others do, no goal can be chosen, or
+            rows have no goal at all.
     """
+    without = con.execute("select count(*) from ml.next_best_actions where goal is null").fetchone()
+    if without[0]:
+        raise ValueError(f"ml.next_best_actions holds {without[0]} rows without a goal")
     goals = sorted(
         row[0] for row in con.execute("select distinct goal from ml.next_best_actions").fetchall()
     )

@@ -2,7 +2,9 @@
 
 The clients own retries and rate limiting (429 and 5xx are retried with back-off there); what
 reaches this module is a final answer per contact. A 404 (merged, deleted, archived contact) and
-a 400 (Intercom's message kept) are recorded for that contact and the run goes on.
+a 400 (Intercom's message kept) are recorded for that contact and the run goes on; a 401 or
+403 refuses the token for every contact alike, and a 404 that is not Intercom's error list
+comes from a wrong host: both stop the run.
 """
 
 from __future__ import annotations
@@ -146,6 +148,11 @@ async def _send_one(
     try:
         await client.update_contact(write.contact_id, write.body)
     except IntercomNotFound as exc:
+        if exc.code is None:
+            # Not Intercom's error list (a proxy's or a wrong host's page): nothing says the
+            # contact is gone, so it is not recorded as such.
+            message = f"404 without Intercom's error list: {exc.message}"
+            return _rows(write, store.ERROR, clock(), exc.status, message)
         log.info("contact %s answered 404, skipped: %s", write.contact_id, exc.message)
         return _rows(write, store.NOT_FOUND, clock(), exc.status, exc.message)
     except IntercomBadRequest as exc:
@@ -157,6 +164,38 @@ async def _send_one(
         log.warning("contact %s failed: %s", write.contact_id, exc)
         return _rows(write, store.ERROR, clock(), exc.status, f"{exc.code or ''} {exc.message}")
     return _rows(write, store.OK, clock(), 200)
+
+
+# A token that may not write (invalid, revoked, missing a scope) is refused for every contact.
+_TOKEN_REFUSED = (401, 403)
+
+
+def _stopping_error(rows: list[store.AuditRow], outcome: SendOutcome) -> WriteBackError | None:
+    """The error that stops the run when this contact's answer holds for every contact.
+
+    That is a refused token (401, 403), or a 404 that is not Intercom's (a wrong host or
+    path answers it for every contact alike); None otherwise.
+    """
+    if not rows:
+        return None
+    first = rows[0]
+    message = (first.message or "").strip()
+    if first.http_status in _TOKEN_REFUSED:
+        text = (
+            f"Intercom refused the access token with {first.http_status} on contact "
+            f"{first.contact_id} ({message}): every write would be refused; check that "
+            "INTERCOM_ACCESS_TOKEN is valid and may write contacts"
+        )
+    elif first.http_status == 404 and first.status == store.ERROR:
+        text = (
+            f"contact {first.contact_id} answered {message}; every contact would, so none is "
+            "recorded as gone: check INTERCOM_BASE_URL and INTERCOM_REGION"
+        )
+    else:
+        return None
+    error = WriteBackError(text)
+    error.outcome = outcome  # type: ignore[attr-defined]
+    return error
 
 
 def _matches(sent: dict[str, Any], found: dict[str, Any]) -> list[str]:
@@ -184,11 +223,15 @@ async def send_writes(
 
     The first successful write is read back (`GET /contacts/{id}`) before the others go out:
     a name or type Intercom stores differently from what was sent stops the run after one
-    contact instead of after thousands.
+    contact instead of after thousands. A contact deleted between its write and the read-back
+    (404) passes the read-back on to the next one. A 401 or 403 refuses the token itself, and
+    a 404 without Intercom's error list comes from a wrong host: either stops the run there,
+    and writes not yet sent are left for the next run.
 
     Raises:
         WriteBackError: The read-back differs from what was sent, or failed (429, 5xx or no
-            answer after retries); the rows so far are on the exception as `outcome`.
+            answer after retries), or Intercom refused the token (401, 403); the rows so far
+            are on the exception as `outcome`.
     """
     outcome = SendOutcome()
     pending = list(writes)
@@ -197,19 +240,38 @@ async def send_writes(
             write = pending.pop(0)
             rows = await _send_one(client, write, clock)
             outcome.rows += rows
+            refused = _stopping_error(rows, outcome)
+            if refused is not None:
+                raise refused
             if rows and rows[0].status == store.OK:
                 try:
                     found = await client.get_contact(write.contact_id)
                 except IntercomError as exc:
+                    if isinstance(exc, IntercomNotFound) and exc.code is not None:
+                        # Deleted or merged since its PUT: that tells nothing of how Intercom
+                        # stores the values, so the next written contact is read back instead.
+                        log.info(
+                            "contact %s answered 404 on read-back, reading back the next: %s",
+                            write.contact_id,
+                            exc.message,
+                        )
+                        continue
                     # The PUT was accepted, so its rows must reach the audit and the state; but
                     # an unverified first write is no ground to send thousands more.
                     error = WriteBackError(
-                        f"contact {write.contact_id} was written but could not be read back "
-                        f"({exc.status or 'no answer'} after retries): {exc}"
+                        f"contact {write.contact_id} was written but could not be read back: {exc}"
                     )
                     error.outcome = outcome  # type: ignore[attr-defined]
                     raise error from exc
-                wrong = _matches(write.body, found.get("custom_attributes") or {})
+                attributes = found.get("custom_attributes") or {}
+                if not isinstance(attributes, dict):
+                    error = WriteBackError(
+                        f"contact {write.contact_id} was written but its read-back "
+                        f"custom_attributes is a {type(attributes).__name__}, not an object"
+                    )
+                    error.outcome = outcome  # type: ignore[attr-defined]
+                    raise error
+                wrong = _matches(write.body, attributes)
                 outcome.read_back_contact = write.contact_id
                 if wrong:
                     error = WriteBackError(
@@ -219,11 +281,21 @@ async def send_writes(
                     raise error
                 break
     semaphore = asyncio.Semaphore(concurrency)
+    refusals: list[WriteBackError] = []
 
     async def bounded(write: ContactWrite) -> list[store.AuditRow]:
         async with semaphore:
-            return await _send_one(client, write, clock)
+            if refusals:
+                # Not attempted: the state is unchanged, so the next run sends it.
+                return []
+            rows = await _send_one(client, write, clock)
+            refused = _stopping_error(rows, outcome)
+            if refused is not None:
+                refusals.append(refused)
+            return rows
 
     for rows in await asyncio.gather(*(bounded(w) for w in pending)):
         outcome.rows += rows
+    if refusals:
+        raise refusals[0]
     return outcome

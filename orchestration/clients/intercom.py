@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import tenacity
@@ -99,7 +100,7 @@ class IntercomServerError(IntercomError, RetryableError):
 
 
 class IntercomConnectionError(IntercomError, RetryableError):
-    """No answer (connection refused, reset or timed out) after every retry was spent."""
+    """No usable answer after every retry was spent: refused, reset, timed out, or undecodable."""
 
 
 def error_from_response(response: httpx.Response, *, now: float | None = None) -> IntercomError:
@@ -165,6 +166,14 @@ def _decode(response: httpx.Response) -> dict | None:
             method=response.request.method,
             path=response.request.url.path,
         ) from exc
+    if not isinstance(body, dict):
+        # Every answer of the API is an object; anything else is no answer to read from.
+        raise IntercomError(
+            f"answer is not a JSON object but a {type(body).__name__}: {response.text[:200]!r}",
+            status=response.status_code,
+            method=response.request.method,
+            path=response.request.url.path,
+        )
     return body
 
 
@@ -305,7 +314,8 @@ class IntercomClient(_IntercomBase):
             time.sleep(pause)
         try:
             response = self._http.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # DecodingError: a body its Content-Encoding does not fit, as good as no answer.
             raise self._connection_error(method, path, exc) from exc
         return self._check(response)
 
@@ -313,12 +323,12 @@ class IntercomClient(_IntercomBase):
 
     def get_contact(self, contact_id: str) -> dict:
         """One contact by Intercom id (`IntercomNotFound` when merged, deleted or archived)."""
-        return self.request("GET", f"/contacts/{contact_id}") or {}
+        return self.request("GET", contact_path(contact_id)) or {}
 
     def update_contact(self, contact_id: str, custom_attributes: dict[str, Any]) -> dict:
         """Set custom attributes of one contact; returns the updated contact."""
         body = {"custom_attributes": custom_attributes}
-        return self.request("PUT", f"/contacts/{contact_id}", json=body) or {}
+        return self.request("PUT", contact_path(contact_id), json=body) or {}
 
     def list_contacts(self, per_page: int = MAX_PER_PAGE) -> Iterator[dict]:
         """Every contact, following `pages.next.starting_after` until it is absent."""
@@ -347,7 +357,7 @@ class IntercomClient(_IntercomBase):
         """The companies a contact belongs to."""
         companies: list[dict] = []
         params: dict[str, Any] = {"per_page": MAX_PER_PAGE}
-        path = f"/contacts/{contact_id}/companies"
+        path = f"{contact_path(contact_id)}/companies"
         while True:
             page = self.request("GET", path, params=params) or {}
             companies.extend(page.get("data") or page.get("companies") or [])
@@ -392,7 +402,21 @@ class IntercomClient(_IntercomBase):
     def list_data_attributes(self, model: str = "contact") -> list[dict]:
         """Every data attribute of a model (`contact` or `company`), custom ones included."""
         page = self.request("GET", "/data_attributes", params={"model": model}) or {}
-        return list(page.get("data") or [])
+        data = page.get("data") or []
+        if not isinstance(data, list) or not all(isinstance(a, dict) for a in data):
+            # Without attribute objects nobody can tell which attributes exist.
+            if isinstance(data, list):
+                odd = next(a for a in data if not isinstance(a, dict))
+                shape = f"a list holding a {type(odd).__name__}"
+            else:
+                shape = f"a {type(data).__name__}"
+            raise IntercomError(
+                f"data is {shape}, not a list of attribute objects: {str(data)[:200]}",
+                status=200,
+                method="GET",
+                path="/data_attributes",
+            )
+        return data
 
     def create_data_attribute(
         self,
@@ -507,7 +531,8 @@ class AsyncIntercomClient(_IntercomBase):
             await asyncio.sleep(pause)
         try:
             response = await self._http.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # DecodingError: a body its Content-Encoding does not fit, as good as no answer.
             raise self._connection_error(method, path, exc) from exc
         return self._check(response)
 
@@ -532,11 +557,20 @@ class AsyncIntercomClient(_IntercomBase):
     async def update_contact(self, contact_id: str, custom_attributes: dict[str, Any]) -> dict:
         """Set custom attributes of one contact; returns the updated contact."""
         body = {"custom_attributes": custom_attributes}
-        return await self.request("PUT", f"/contacts/{contact_id}", json=body) or {}
+        return await self.request("PUT", contact_path(contact_id), json=body) or {}
 
     async def get_contact(self, contact_id: str) -> dict:
         """One contact by Intercom id."""
-        return await self.request("GET", f"/contacts/{contact_id}") or {}
+        return await self.request("GET", contact_path(contact_id)) or {}
+
+
+def contact_path(contact_id: str) -> str:
+    """`/contacts/{id}` with the id as one path segment, percent-encoded (RFC 3986).
+
+    A `?`, `#` or `/` in an id must not turn the request into one for another contact or
+    endpoint.
+    """
+    return f"/contacts/{quote(str(contact_id), safe='')}"
 
 
 # Pagination helpers: pure functions of one page ------------------------------------------------

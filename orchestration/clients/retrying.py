@@ -7,6 +7,7 @@ can be tested without a server; tenacity runs the attempts.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import threading
 import time
@@ -133,14 +134,15 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def parse_int_header(headers: Mapping[str, str], name: str) -> int | None:
-    """An integer header, or None when missing or not a number."""
+    """An integer header, or None when missing or not a finite number (`inf`, `nan`, `1e400`)."""
     value = _header(headers, name)
     if value is None:
         return None
     try:
-        return int(float(value.strip()))
+        number = float(value.strip())
     except ValueError:
         return None
+    return int(number) if math.isfinite(number) else None
 
 
 def wait_for_reset(

@@ -17,6 +17,7 @@ import math
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -108,6 +109,15 @@ _LINE_END = re.compile(r"\r\n?|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+# Files that are no UTF-8 text by their first bytes, named so the fix is plain.
+_NOT_TEXT = (
+    (b"\x1f\x8b", "is gzip-compressed; decompress it first (gunzip)"),
+    (b"PK\x03\x04", "is a ZIP archive (an .xlsx workbook?); export the events as CSV"),
+    (b"\xff\xfe", "is UTF-16 text (byte-order mark FF FE); save the export as UTF-8"),
+    (b"\xfe\xff", "is UTF-16 text (byte-order mark FE FF); save the export as UTF-8"),
+)
+
+
 @dataclass
 class Record:
     """One row of the export: its line, its cells (or None) and why it cannot be read."""
@@ -141,6 +151,13 @@ def read_records(path: Path, column_map: dict[str, str] | None = None) -> list[R
         header, records = _json_lines(path, text)
     else:
         header, records = _csv_rows(path, text)
+    for theirs, ours in (column_map or {}).items():
+        if theirs not in header:
+            # A typo must not leave the import to the default names of another column.
+            raise EventImportError(
+                f"{path}: --column {theirs}={ours}: the file has no column {theirs!r} "
+                f"(found {header})"
+            )
     given, header = header, [dict(column_map or {}).get(name, name) for name in header]
     for name in dict.fromkeys(header):
         sources = [theirs for theirs, ours in zip(given, header, strict=True) if ours == name]
@@ -194,6 +211,9 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise EventImportError(f"{path}: cannot be read ({error.strerror})") from error
+    for magic, what in _NOT_TEXT:
+        if data.startswith(magic):
+            raise EventImportError(f"{path}: {what}")
     try:
         # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of a name.
         text = data.decode("utf-8-sig")
@@ -249,6 +269,22 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
     return header, records
 
 
+class _JsonObject(dict):
+    """A decoded JSON object that remembers the keys its text gave more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    # json.loads keeps the last of two equal keys silently; a CSV header repeating a name is
+    # refused, so a JSON line repeating a key is set aside.
+    obj = _JsonObject(pairs)
+    if len(obj) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        obj.repeated = tuple(key for key, count in counts.items() if count > 1)
+    return obj
+
+
 def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
     records: list[Record] = []
     header: dict[str, None] = {}
@@ -258,7 +294,7 @@ def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, object_pairs_hook=_json_object)
         except json.JSONDecodeError as error:
             reason = f"not valid JSON: {error.msg} (column {error.colno})"
             records.append(Record(line, None, reason, {"line": raw}))
@@ -273,6 +309,12 @@ def _json_lines(path: Path, text: str) -> tuple[list[str], list[Record]]:
             reason = f"expected a JSON object, found {type(value).__name__}"
             records.append(Record(line, None, reason, {"line": raw}))
             continue
+        if value.repeated:
+            # Only the line's own keys: a nested object (metadata) is not read.
+            names = " and ".join(repr(k) for k in value.repeated)
+            reason = f"key {names} appears more than once; which value holds is unknown"
+            records.append(Record(line, None, reason, {"line": raw}))
+            continue
         header.update(dict.fromkeys(value))
         records.append(Record(line, value))
     if not header:
@@ -284,7 +326,8 @@ def _cell_problem(cells: dict[str, Any], chosen: dict[str, str]) -> str | None:
     for target, value in cells.items():
         name = chosen.get(target, target)
         if isinstance(value, bool) or not (value is None or isinstance(value, (str, int, float))):
-            kind = {dict: "an object", list: "an array", bool: "true/false"}.get(type(value))
+            kinds = ((bool, "true/false"), (dict, "an object"), (list, "an array"))
+            kind = next((text for cls, text in kinds if isinstance(value, cls)), None)
             return f"{name} is {kind or type(value).__name__}, expected text or a number"
         if isinstance(value, str) and _CONTROL.search(value):
             what = "a NUL byte" if "\x00" in value else "a control character"
@@ -577,6 +620,8 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
     Returns:
         The exit code: 0 on success, 1 when the file cannot be imported.
     """
+    from rich.markup import escape
+
     from orchestration.settings import get_settings
     from orchestration.warehouse import warehouse
 
@@ -585,7 +630,7 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
         theirs, sep, ours = spec.partition("=")
         if not sep or ours not in COLUMN_NAMES:
             console.print(
-                f"[red]--column {spec!r}[/red]: write FILE_COLUMN=NAME, NAME one of "
+                f"[red]--column {escape(repr(spec))}[/red]: write FILE_COLUMN=NAME, NAME one of "
                 + ", ".join(COLUMN_NAMES)
             )
             return 1
@@ -596,8 +641,11 @@ def run_cli(path: Path, columns: list[str], console: Any) -> int:
             report = import_events(con, path, column_map=column_map)
             total = con.execute(f"select count(*) from {RAW_SCHEMA}.intercom_events").fetchone()[0]
     except EventImportError as error:
-        console.print(f"[red]{error}[/red]")
+        # Paths and the file's column names are printed as given, never read as rich markup.
+        console.print(f"[red]{escape(str(error))}[/red]")
         return 1
-    console.print(f"import-events {path}: {report.summary()}")
-    console.print(f"raw.intercom_events now holds {total:,} events ({settings.warehouse})")
+    console.print(f"import-events {escape(str(path))}: {report.summary()}")
+    console.print(
+        f"raw.intercom_events now holds {total:,} events ({escape(str(settings.warehouse))})"
+    )
     return 0

@@ -186,3 +186,50 @@ def test_events_loaded_after_the_last_write_back_are_not_known_to_the_sensor():
     assert latest == 1200
     assert outstanding == {"c1": "invite_team", "c2": "create_project"}
     assert known == {"c1": 100, "c2": 300}
+
+
+class ListedIntercom(StubIntercom):
+    """Events answered in the order given, as the API lists them (newest first)."""
+
+    def list_events(self, *, intercom_user_id):
+        self.event_reads.append(intercom_user_id)
+        return list(self.events.get(intercom_user_id, []))
+
+
+def test_an_event_without_a_readable_time_is_counted_and_the_rest_are_still_read():
+    # Intercom's created_at is Unix seconds; an event holding text or null there cannot be
+    # placed against the watermark. It must neither stop the tick nor hide the older events
+    # listed after it.
+    events = {
+        "c1": [{"event_name": "invite_team", "created_at": "soon"}, ev("invite_team", 990)],
+        "c3": [
+            ev("open_docs", 1019),
+            {"event_name": "open_docs", "created_at": None},
+            ev("payment_done", 1018),
+            ev("signup", 100),
+        ],
+    }
+    result, _ = tick(LiveCursor(), ListedIntercom(CONTACTS, events))
+
+    assert result.triggers == {"c1": {ACTION_COMPLETED}, "c3": {CONVERTED}}
+    assert result.events_unreadable == 2
+    assert result.events_read == 3
+    assert result.cursor.watermarks == {"c1": 990, "c3": 1019}
+    assert "2 events without a readable time" in result.numbers()
+
+
+def test_a_search_result_without_an_id_is_skipped_and_counted_not_a_crash():
+    # The search answer's contacts are objects with an `id`; one without (or with a null id)
+    # cannot be matched to a recommendation and must not stop every later tick.
+    contacts = [
+        {"updated_at": 1050, "last_seen_at": 1050},
+        {"id": None, "updated_at": 1060},
+        *CONTACTS,
+    ]
+    result, _ = tick(LiveCursor(), StubIntercom(contacts, EVENTS))
+
+    assert result.triggers == {"c1": {ACTION_COMPLETED}, "c3": {CONVERTED}}
+    assert result.contacts_without_id == 2
+    # Their times are not trusted either: the cursor moves as far as the contacts with ids.
+    assert result.cursor.since == 1040
+    assert "2 contacts without an id skipped" in result.numbers()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
-from orchestration.activation.plan import Recommendation, plan_writes
+import duckdb
+import numpy as np
+import pytest
+
+from orchestration.activation.plan import Recommendation, plan_writes, primary_goal
 
 TODAY = date(2026, 12, 3)
 TODAY_SECONDS = "1796256000"  # 2026-12-03 00:00 UTC: 20790 days * 86400
@@ -104,3 +109,65 @@ def test_a_contact_that_left_the_goal_is_cleared_only_in_a_full_run():
     assert set(full.writes[0].body.values()) == {None}
     scoped = plan_writes([rec("c1")], state, TODAY)
     assert scoped.writes == []
+
+
+def test_a_recommended_row_without_an_action_is_held_back_not_cleared_or_sent_empty():
+    # A recommendation without an action is a broken row: clearing the contact's attributes
+    # or writing "" would both replace a valid action with nothing and call it "set".
+    state = {"c1": written(), "c2": written(), "c3": written()}
+    recs = [rec("c1", action=None), rec("c2", action=""), rec("c3", action="  "), rec("c4")]
+    plan = plan_writes(recs, state, TODAY)
+    assert [w.contact_id for w in plan.valid_writes] == ["c4"]
+    invalid = {w.contact_id: w.invalid for w in plan.invalid_writes}
+    assert invalid == {
+        "c1": {"nb_next_action": "a recommended row needs an action, found None"},
+        "c2": {"nb_next_action": "a recommended row needs an action, found ''"},
+        "c3": {"nb_next_action": "a recommended row needs an action, found '  '"},
+    }
+    assert plan.counts()["contacts_invalid"] == 3
+
+
+def test_a_row_of_an_unknown_status_is_held_back_with_its_status():
+    # ml.recommend writes five statuses; anything else would silently clear the contact.
+    plan = plan_writes(
+        [rec("c1", status="Recommended"), rec("c2", status=None)], {"c1": written()}, TODAY
+    )
+    assert plan.valid_writes == []
+    reasons = {w.contact_id: w.invalid["nb_next_action"] for w in plan.invalid_writes}
+    known = "recommended, converted, window_closed, no_supported_candidate, all_actions_done"
+    assert reasons == {
+        "c1": f"status 'Recommended' is not one of {known}",
+        "c2": f"status None is not one of {known}",
+    }
+
+
+def test_a_score_outside_zero_to_one_is_held_back_and_the_bounds_are_accepted():
+    # nb_conversion_score is a probability: 0 to 1 (docs/activation.md).
+    recs = [rec("c1", score=1.7), rec("c2", score=-0.2), rec("c3", score=1), rec("c4", score=0)]
+    plan = plan_writes(recs, {}, TODAY)
+    assert {w.contact_id: w.body["nb_conversion_score"] for w in plan.valid_writes} == {
+        "c3": 1.0,
+        "c4": 0.0,
+    }
+    assert {w.contact_id: w.invalid for w in plan.invalid_writes} == {
+        "c1": {"nb_conversion_score": "1.7 is not a probability between 0 and 1"},
+        "c2": {"nb_conversion_score": "-0.2 is not a probability between 0 and 1"},
+    }
+
+
+def test_scores_of_any_number_type_are_rounded_to_four_decimals():
+    recs = [rec("c1", score=np.float32(0.123456)), rec("c2", score=Decimal("0.98765432"))]
+    plan = plan_writes(recs, {}, TODAY)
+    assert [w.body["nb_conversion_score"] for w in plan.writes] == [0.1235, 0.9877]
+
+
+def test_rows_without_a_goal_are_named_not_a_type_error():
+    # Such rows belong to no goal: planning cannot tell whom they are for.
+    con = duckdb.connect()
+    con.execute("create schema ml")
+    con.execute(
+        "create table ml.next_best_actions as select * from (values"
+        " ('everyone-7d', 'u1'), (null, 'u2'), (null, 'u3')) t(goal, user_id)"
+    )
+    with pytest.raises(ValueError, match=r"ml\.next_best_actions holds 2 rows without a goal"):
+        primary_goal(con, "", "everyone-7d")

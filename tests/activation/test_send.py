@@ -11,8 +11,8 @@ import pytest
 
 from orchestration.activation import store
 from orchestration.activation.plan import AttributeChange, ContactWrite
-from orchestration.activation.writeback import WriteBackError, send_writes
-from orchestration.clients.intercom import AsyncIntercomClient
+from orchestration.activation.writeback import WriteBackError, ensure_data_attributes, send_writes
+from orchestration.clients.intercom import AsyncIntercomClient, IntercomClient, IntercomError
 
 AT = datetime(2026, 12, 3, tzinfo=UTC)
 
@@ -103,3 +103,210 @@ def test_a_read_back_that_differs_stops_after_the_first_contact():
     with pytest.raises(WriteBackError, match="c1 read back differently"):
         run(fake, [write("c1"), write("c2")])
     assert fake.puts == ["c1"]
+
+
+def _run_with(handler, writes):
+    async def go():
+        transport = httpx.MockTransport(handler)
+        async with AsyncIntercomClient(
+            "http://intercom.test", "tok", transport=transport, initial_backoff=0.01
+        ) as client:
+            return await send_writes(client, writes, concurrency=2, clock=lambda: AT)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("header", ["X-RateLimit-Reset", "X-RateLimit-Remaining"])
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400", "nan"])
+def test_rate_limit_headers_that_are_not_finite_numbers_count_as_missing(header, value):
+    # API_NOTES: trust the headers, but the reset "may already be past or missing"; a header
+    # that is no number is as good as missing, so the 429 is retried with back-off.
+    answers = {"c1": [429, 200], "c2": [200]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            attributes = {"nb_next_action": "invite_team"}
+            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+        status = answers[contact_id].pop(0)
+        headers = {"X-RateLimit-Limit": "1666", "X-RateLimit-Remaining": "100", header: value}
+        body = {"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": ""}]}
+        return httpx.Response(status, headers=headers, json=body if status == 429 else {})
+
+    outcome = _run_with(handler, [write("c1"), write("c2")])
+
+    assert statuses(outcome) == {"c1": (store.OK, 200, None), "c2": (store.OK, 200, None)}
+
+
+def _read_back_answers(get_answer):
+    """PUTs succeed; GET /contacts/{id} answers `get_answer(contact_id)`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            return get_answer(contact_id)
+        sent = json.loads(request.content)["custom_attributes"]
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": sent})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([{"id": "c1"}], "not a JSON object"),
+        ({"id": "c1", "custom_attributes": ["nb_next_action"]}, "custom_attributes is a list"),
+    ],
+)
+def test_a_read_back_answer_of_another_shape_stops_the_run_with_a_clear_error(body, reason):
+    handler = _read_back_answers(lambda contact_id: httpx.Response(200, json=body))
+
+    with pytest.raises(WriteBackError, match=f"contact c1 .*{reason}") as caught:
+        _run_with(handler, [write("c1"), write("c2")])
+
+    # The accepted PUT of c1 still reaches the audit and the state.
+    rows = caught.value.outcome.rows
+    assert [(r.contact_id, r.status) for r in rows] == [("c1", store.OK)]
+
+
+def test_a_contact_deleted_between_its_write_and_the_read_back_passes_the_check_to_the_next():
+    # API_NOTES: a merged or deleted contact answers 404. The contact is gone, which says
+    # nothing about how Intercom stored what was sent: the next contact is read back instead.
+    not_found = {"type": "error.list", "errors": [{"code": "not_found", "message": "gone"}]}
+
+    def get_answer(contact_id: str) -> httpx.Response:
+        if contact_id == "c1":
+            return httpx.Response(404, json=not_found)
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    outcome = _run_with(_read_back_answers(get_answer), [write(f"c{i}") for i in range(1, 5)])
+
+    assert outcome.read_back_contact == "c2"
+    assert statuses(outcome) == {f"c{i}": (store.OK, 200, None) for i in range(1, 5)}
+
+
+def test_a_contact_id_holding_url_syntax_stays_one_path_segment():
+    # A `?`, `#` or `/` in an id would otherwise write another contact, or another endpoint:
+    # `c9?role=lead` would PUT /contacts/c9. RFC 3986: the id is percent-encoded.
+    seen: list[tuple[str, str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.raw_path.decode(), request.url.query))
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": "x", "custom_attributes": attributes})
+
+    outcome = _run_with(handler, [write("c9?role=lead"), write("a/b#c"), write("d e")])
+
+    assert seen[:2] == [
+        ("PUT", "/contacts/c9%3Frole%3Dlead", b""),
+        ("GET", "/contacts/c9%3Frole%3Dlead", b""),
+    ]
+    assert sorted(seen[2:]) == [
+        ("PUT", "/contacts/a%2Fb%23c", b""),
+        ("PUT", "/contacts/d%20e", b""),
+    ]
+    assert {r.contact_id for r in outcome.rows} == {"c9?role=lead", "a/b#c", "d e"}
+
+
+@pytest.mark.parametrize(("status", "code"), [(401, "unauthorized"), (403, "token_missing_scope")])
+def test_a_token_refused_on_write_stops_the_run_after_one_contact(status, code):
+    # A token without write access refuses every contact alike: one refusal is the answer,
+    # not thousands of attempts each recorded as a failure.
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        puts.append(request.url.path)
+        body = {"type": "error.list", "errors": [{"code": code, "message": "Access denied"}]}
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(WriteBackError, match=f"Intercom refused the access token with {status}"):
+        _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+    assert puts == ["/contacts/c1"]
+
+
+def test_a_token_revoked_mid_run_stops_the_writes_not_yet_sent():
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        attributes = {"nb_next_action": "invite_team"}
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+        puts.append(contact_id)
+        if len(puts) >= 3:
+            body = {"type": "error.list", "errors": [{"code": "unauthorized", "message": "no"}]}
+            return httpx.Response(401, json=body)
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    with pytest.raises(WriteBackError, match="refused the access token with 401") as caught:
+        _run_with(handler, [write(f"c{i}") for i in range(1, 21)])
+    # Two at a time: at most the write in flight beside the refused one goes out after it.
+    assert len(puts) <= 4
+    rows = {(r.contact_id, r.status) for r in caught.value.outcome.rows}
+    assert ("c1", store.OK) in rows and ("c2", store.OK) in rows
+    assert {c for c, _ in rows} == set(puts)
+
+
+def test_an_answer_whose_body_cannot_be_decoded_fails_only_its_contact():
+    # A 200 announcing gzip with a body that is not gzip: httpx cannot decode it. That
+    # contact's write is unconfirmed; the writes before and after it must still be recorded.
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if contact_id == "c3" and request.method == "PUT":
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"plain")
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    outcome = _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+
+    found = statuses(outcome)
+    assert {c: s[0] for c, s in found.items()} == {
+        "c1": store.OK,
+        "c2": store.OK,
+        "c3": store.ERROR,
+        "c4": store.OK,
+        "c5": store.OK,
+    }
+    assert found["c3"][1] is None
+    assert "DecodingError" in found["c3"][2]
+
+
+@pytest.mark.parametrize("data", [[None], ["nb_next_action"], {"name": "nb_next_action"}])
+def test_a_data_attribute_list_of_another_shape_is_a_clear_error(data):
+    # GET /data_attributes answers {"type": "list", "data": [attribute objects]}: with
+    # anything else nextbest cannot tell whether its attributes exist.
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request.url.path)
+        return httpx.Response(200, json={"type": "list", "data": data})
+
+    transport = httpx.MockTransport(handler)
+    expected = "GET /data_attributes failed with 200: data is"
+    with (
+        IntercomClient("http://intercom.test", "tok", transport=transport) as client,
+        pytest.raises(IntercomError, match=expected),
+    ):
+        ensure_data_attributes(client)
+    assert posts == []
+
+
+def test_a_404_without_intercom_s_error_list_marks_no_contact_gone_and_stops_the_run():
+    # API_NOTES: a gone contact answers 404 with Intercom's error list. A 404 page from a
+    # proxy or a wrong base URL says nothing of the contact: recording it as gone would skip
+    # the contact in every later run.
+    puts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        puts.append(request.url.path)
+        return httpx.Response(404, text="<html><h1>404 Not Found</h1></html>")
+
+    with pytest.raises(WriteBackError, match="404 without Intercom's error list") as caught:
+        _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+
+    assert puts == ["/contacts/c1"]
+    assert [(r.contact_id, r.status, r.http_status) for r in caught.value.outcome.rows] == [
+        ("c1", store.ERROR, 404)
+    ]

@@ -382,3 +382,63 @@ def test_ui_services_can_be_interrupted_even_when_ui_was_started_ignoring_sigint
         supervisor.kill()
     assert "child sigint default: True" in "".join(lines), lines
     assert supervisor.returncode == 0, rest
+
+
+@pytest.mark.parametrize("option", ["--dagster-port", "--mlflow-port"])
+@pytest.mark.parametrize(
+    ("port", "bound"),
+    [
+        ("-5", "greater than or equal to 1"),
+        ("0", "greater than or equal to 1"),
+        ("65536", "less than or equal to 65535"),
+        ("70000", "less than or equal to 65535"),
+    ],
+)
+def test_ui_refuses_a_port_outside_1_to_65535_in_one_line(
+    option: str, port: str, bound: str
+) -> None:
+    result = CliRunner().invoke(app, ["ui", option, port])
+    output = " ".join(result.output.replace("│", " ").split())
+
+    assert result.exit_code == 2, output
+    assert f"Invalid value for '{option}'" in output
+    assert bound in output
+    assert "Traceback" not in output
+    assert not isinstance(result.exception, OverflowError)
+
+
+@pytest.mark.parametrize(
+    ("variable", "under", "args"),
+    [
+        ("NEXTBEST_WAREHOUSE", "wh.duckdb", ["import-events", "EXPORT"]),
+        ("NEXTBEST_HOME", "home", ["init"]),
+        ("NEXTBEST_HOME", "home", ["import-events", "EXPORT"]),
+    ],
+)
+def test_a_path_setting_under_a_file_is_one_line_naming_the_variable_and_the_file(
+    nextbest_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    under: str,
+    args: list[str],
+) -> None:
+    # A folder cannot be made inside a regular file: mkdir fails with "File exists".
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    monkeypatch.setenv(variable, str(blocker / under))
+    export = tmp_path / "e.csv"
+    export.write_text("user_id,event_name,created_at\nu1,a,1704067200\n")
+    args = [str(export) if a == "EXPORT" else a for a in args]
+    nextbest = Path(sys.executable).parent / "nextbest"
+
+    done = subprocess.run(
+        [str(nextbest), *args], capture_output=True, text=True, env=os.environ | {"COLUMNS": "400"}
+    )
+    output = " ".join((done.stdout + done.stderr).split())
+
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert variable in output
+    assert f"{blocker} is a file, not a folder" in output
+    assert blocker.read_text() == "a file, not a folder\n"

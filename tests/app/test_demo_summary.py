@@ -120,3 +120,22 @@ def test_a_failed_run_names_each_failed_step_with_the_error_it_raised() -> None:
     assert failure_reasons(result) == {
         "reads_intercom": "RuntimeError: Intercom GET /contacts failed with 401 (unauthorized)"
     }
+
+
+def test_action_names_and_the_example_user_are_printed_as_given() -> None:
+    # Event names of the user's own export become actions; rich read "[/x]" as a closing tag.
+    import io
+
+    from rich.console import Console
+
+    from orchestration.demo import DemoSummary, print_summary
+
+    out = io.StringIO()
+    summary = DemoSummary(goal="[b]7d", top_actions=[("[/x]", 3), ("[red]cart", 2)])
+    summary.example_user = "[/u1]"
+
+    print_summary(summary, Console(file=out, width=200))
+
+    text = out.getvalue()
+    for given in ("[/x]", "[red]cart", "nextbest-[b]7d", "nextbest user [/u1]"):
+        assert given in text

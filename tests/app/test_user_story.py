@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import duckdb
 import pytest
+from rich.console import Console
+from typer.testing import CliRunner
 
-from orchestration.user_story import UnknownUserError, load_story
+from orchestration.cli import app
+from orchestration.user_story import UnknownUserError, load_story, render_story
 
 
 @pytest.fixture
@@ -104,3 +108,62 @@ def test_without_a_goal_the_primary_goal_s_recommendation_is_shown(con) -> None:
         == "billing"
     )
     assert load_story(con, "u1", primary="gone").recommendation["action"] == "report"
+
+
+def test_an_id_several_users_share_is_reported_with_their_user_ids_not_resolved(con) -> None:
+    # Two users on one Intercom contact (a lead merged into a user, a shared login): the
+    # contact id names neither of them, so the story of an arbitrary one must not be shown.
+    con.execute(
+        "insert into marts.dim_users select 'u2', 'c-1', 'ext-2', 'c@d.test', 'user',"
+        " timestamp '2024-01-03 10:00:00', true"
+    )
+    with pytest.raises(UnknownUserError) as caught:
+        load_story(con, "c-1")
+    assert str(caught.value) == (
+        "contact id 'c-1' belongs to 2 users (u1, u2): give the user id to choose one"
+    )
+    # Each user's own id still finds that user alone.
+    assert load_story(con, "u2").profile["user_id"] == "u2"
+    assert load_story(con, "ext-1").profile["user_id"] == "u1"
+
+
+def test_a_user_id_wins_over_another_user_s_external_id(con) -> None:
+    con.execute(
+        "insert into marts.dim_users select 'ext-1', 'c-9', 'ext-9', null, 'user',"
+        " timestamp '2024-01-03 10:00:00', true"
+    )
+    assert load_story(con, "ext-1").profile["user_id"] == "ext-1"
+
+
+def test_ids_emails_and_event_names_that_look_like_markup_are_printed_as_given(con) -> None:
+    # Intercom and the app hand over any text; rich would read "[/x]" as a closing tag and
+    # fail, and "[bold]" as a style.
+    con.execute(
+        "update marts.dim_users set external_id = '[bold]ext', email = 'a[/]@b.test',"
+        " contact_id = 'c[/x]1'"
+    )
+    con.execute("update marts.fct_user_journeys set event_name = '[/signup]' where step_number = 1")
+    con.execute("update ml.next_best_actions set action_label = '[red]Billing[/red]'")
+    out = io.StringIO()
+
+    render_story(load_story(con, "u1"), Console(file=out, width=300))
+
+    text = out.getvalue()
+    for given in ("[bold]ext", "a[/]@b.test", "c[/x]1", "[/signup] → invite", "[red]Billing[/red]"):
+        assert given in text
+
+
+def test_an_unknown_id_that_looks_like_markup_is_named_as_given(
+    nextbest_home: Path, monkeypatch: pytest.MonkeyPatch, con
+) -> None:
+    warehouse = nextbest_home / "warehouse.duckdb"
+    nextbest_home.mkdir(parents=True)
+    con.execute(f"attach '{warehouse}' as w")
+    con.execute("create schema w.marts")
+    con.execute("create table w.marts.dim_users as select * from marts.dim_users")
+    con.execute("detach w")
+
+    result = CliRunner().invoke(app, ["user", "[/x]"], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 1, result.output
+    assert "no user has the id, external id or contact id '[/x]'" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -307,3 +308,73 @@ def test_a_warehouse_path_that_is_not_a_database_is_refused(
         assert f"warehouse {target} is " in output and "not a DuckDB database file" in output
     if before is not None:
         assert target.read_bytes() == before
+
+
+def test_a_column_mapping_that_names_no_column_of_the_file_is_refused(nextbest_home, tmp_path):
+    # A typo in --column must not leave the import to the default names: here `event` would
+    # have been read as the event name instead of the `action` column the user chose.
+    csv = tmp_path / "typo.csv"
+    csv.write_text(f"user_id,event,action,created_at\nu1,page_view,signup,{JAN_1_2024}\n")
+    result = CliRunner().invoke(
+        app, ["import-events", str(csv), "--column", "acton=event_name"], env=WIDE
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "--column acton=event_name: the file has no column 'acton'" in output
+    assert "Traceback" not in output
+    assert not get_settings().warehouse.exists() or _stored() == ([], [])
+
+
+def test_a_json_line_repeating_a_key_is_set_aside_as_a_csv_header_would_be_refused(
+    nextbest_home, tmp_path
+):
+    # json.loads keeps the last of two equal keys without a word: the event would be
+    # imported as `paid` although the line also says `signup`.
+    lines = tmp_path / "dup.jsonl"
+    repeated = (
+        f'{{"user_id": "u1", "event_name": "signup", "event_name": "paid", '
+        f'"created_at": {JAN_1_2024}}}'
+    )
+    nested = (
+        f'{{"user_id": "u2", "event_name": "x", "created_at": {JAN_1_2024}, '
+        '"metadata": {"a": 1, "a": 2}}'
+    )
+    lines.write_text(repeated + "\n" + nested + "\n")
+    events, kept = _import_into_empty(lines, rows=2, inserted=1, quarantined=1)
+    assert events == [("u2", "x", JAN_1_2024)]
+    assert [(key, reason) for key, reason, _ in kept] == [
+        ("dup.jsonl:1", "key 'event_name' appears more than once; which value holds is unknown")
+    ]
+    assert json.loads(kept[0][2]) == {"line": repeated}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # RFC 1952: a gzip member starts with 1F 8B.
+        (gzip.compress((HEADER + f"u1,a,{JAN_1_2024}\n").encode()), "is gzip-compressed"),
+        # A ZIP local file header starts with PK 03 04; an .xlsx workbook is a ZIP archive.
+        (b"PK\x03\x04\x14\x00\x00\x00" + b"\x00" * 20, "is a ZIP archive"),
+        # Spreadsheet programs save "Unicode text" as UTF-16 with a byte-order mark.
+        (b"\xff\xfe" + (HEADER + f"u1,a,{JAN_1_2024}\n").encode("utf-16-le"), "is UTF-16 text"),
+        (b"\xfe\xff" + (HEADER + f"u1,a,{JAN_1_2024}\n").encode("utf-16-be"), "is UTF-16 text"),
+    ],
+)
+def test_a_compressed_or_utf_16_file_is_named_as_such(nextbest_home, tmp_path, content, message):
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    code, output, error = _run(path)
+    assert code == 1, output
+    assert error is None or isinstance(error, SystemExit), error
+    assert f"{path}: {message}" in output
+    assert "Traceback" not in output
+
+
+def test_a_header_that_looks_like_markup_is_named_as_given(nextbest_home, tmp_path):
+    # The missing-column message quotes the header; rich read "[/x]" as a closing tag.
+    path = tmp_path / "markup.csv"
+    path.write_text(f"[/x],event_name,created_at\nu1,a,{JAN_1_2024}\n")
+    code, output, error = _run(path)
+    assert code == 1, output
+    assert error is None or isinstance(error, SystemExit), error
+    assert "(found ['[/x]', 'event_name', 'created_at'])" in output
