@@ -4,7 +4,9 @@ The clients own retries and rate limiting (429 and 5xx are retried with back-off
 reaches this module is a final answer per contact. A 404 (merged, deleted, archived contact) and
 a 400 (Intercom's message kept) are recorded for that contact and the run goes on; a 401 or
 403 refuses the token for every contact alike, and a 404 that is not Intercom's error list
-comes from a wrong host: both stop the run.
+comes from a wrong host: both stop the run. Any other exception while writing a contact (a bug,
+an unexpected library error) is recorded for that contact as `error` with its type and
+message; the other writes go on, and the run fails once they are all recorded.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class SendOutcome:
 
     rows: list[store.AuditRow] = field(default_factory=list)
     read_back_contact: str | None = None
+    # Contacts whose write raised an exception other than IntercomError, with it.
+    unexpected: list[tuple[str, Exception]] = field(default_factory=list)
 
 
 def _rows(
@@ -143,7 +147,7 @@ def invalid_rows(writes: list[ContactWrite], clock: Clock = utc_now) -> list[sto
 
 
 async def _send_one(
-    client: AsyncIntercomClient, write: ContactWrite, clock: Clock
+    client: AsyncIntercomClient, write: ContactWrite, clock: Clock, outcome: SendOutcome
 ) -> list[store.AuditRow]:
     try:
         await client.update_contact(write.contact_id, write.body)
@@ -163,7 +167,20 @@ async def _send_one(
         # state is not updated, so the next run tries this contact again.
         log.warning("contact %s failed: %s", write.contact_id, exc)
         return _rows(write, store.ERROR, clock(), exc.status, f"{exc.code or ''} {exc.message}")
+    except Exception as exc:
+        # No answer of Intercom's but a bug or an unexpected library error: this contact is
+        # recorded as failed (its state is not updated) and the others go on; `send_writes`
+        # fails the run once every write is recorded.
+        log.error("contact %s failed with %s", write.contact_id, _name(exc), exc_info=exc)
+        outcome.unexpected.append((write.contact_id, exc))
+        return _rows(write, store.ERROR, clock(), None, _name(exc))
     return _rows(write, store.OK, clock(), 200)
+
+
+def _name(exc: BaseException) -> str:
+    """`Type: message` of an exception, for the audit and the run's error."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # A token that may not write (invalid, revoked, missing a scope) is refused for every contact.
@@ -226,19 +243,51 @@ async def send_writes(
     contact instead of after thousands. A contact deleted between its write and the read-back
     (404) passes the read-back on to the next one. A 401 or 403 refuses the token itself, and
     a 404 without Intercom's error list comes from a wrong host: either stops the run there,
-    and writes not yet sent are left for the next run.
+    and writes not yet sent are left for the next run. A contact whose write raised any other
+    exception is recorded as `error` and the others are still sent; the run fails at the end.
 
     Raises:
         WriteBackError: The read-back differs from what was sent, or failed (429, 5xx or no
-            answer after retries), or Intercom refused the token (401, 403); the rows so far
-            are on the exception as `outcome`.
+            answer after retries), or Intercom refused the token (401, 403), or a write raised
+            an exception other than `IntercomError` (then the cause of this one); the rows so
+            far, every write Intercom accepted included, are on the exception as `outcome`.
     """
     outcome = SendOutcome()
+    try:
+        await _send_all(client, writes, outcome, concurrency, read_back, clock)
+    except WriteBackError as error:
+        error.outcome = outcome  # type: ignore[attr-defined]
+        raise
+    except Exception as exc:
+        # Whatever ended the sends, the rows so far go with the error to be recorded.
+        error = WriteBackError(f"the write-back stopped on {_name(exc)}")
+        error.outcome = outcome  # type: ignore[attr-defined]
+        raise error from exc
+    if outcome.unexpected:
+        contact_id, first = outcome.unexpected[0]
+        text = f"contact {contact_id} failed with {_name(first)}"
+        if len(outcome.unexpected) > 1:
+            text += f", and {len(outcome.unexpected) - 1} more with unexpected errors"
+        error = WriteBackError(f"{text}; the other contacts were sent")
+        error.outcome = outcome  # type: ignore[attr-defined]
+        raise error from first
+    return outcome
+
+
+async def _send_all(
+    client: AsyncIntercomClient,
+    writes: list[ContactWrite],
+    outcome: SendOutcome,
+    concurrency: int,
+    read_back: bool,
+    clock: Clock,
+) -> None:
+    """The sends of `send_writes`, adding their audit rows to `outcome` as they end."""
     pending = list(writes)
     if read_back:
         while pending:
             write = pending.pop(0)
-            rows = await _send_one(client, write, clock)
+            rows = await _send_one(client, write, clock, outcome)
             outcome.rows += rows
             refused = _stopping_error(rows, outcome)
             if refused is not None:
@@ -258,27 +307,26 @@ async def send_writes(
                         continue
                     # The PUT was accepted, so its rows must reach the audit and the state; but
                     # an unverified first write is no ground to send thousands more.
-                    error = WriteBackError(
+                    raise WriteBackError(
                         f"contact {write.contact_id} was written but could not be read back: {exc}"
-                    )
-                    error.outcome = outcome  # type: ignore[attr-defined]
-                    raise error from exc
+                    ) from exc
+                except Exception as exc:
+                    raise WriteBackError(
+                        f"contact {write.contact_id} was written but could not be read back: "
+                        f"{_name(exc)}"
+                    ) from exc
                 attributes = found.get("custom_attributes") or {}
                 if not isinstance(attributes, dict):
-                    error = WriteBackError(
+                    raise WriteBackError(
                         f"contact {write.contact_id} was written but its read-back "
                         f"custom_attributes is a {type(attributes).__name__}, not an object"
                     )
-                    error.outcome = outcome  # type: ignore[attr-defined]
-                    raise error
                 wrong = _matches(write.body, attributes)
                 outcome.read_back_contact = write.contact_id
                 if wrong:
-                    error = WriteBackError(
+                    raise WriteBackError(
                         f"contact {write.contact_id} read back differently: {'; '.join(wrong)}"
                     )
-                    error.outcome = outcome  # type: ignore[attr-defined]
-                    raise error
                 break
     semaphore = asyncio.Semaphore(concurrency)
     refusals: list[WriteBackError] = []
@@ -288,14 +336,19 @@ async def send_writes(
             if refusals:
                 # Not attempted: the state is unchanged, so the next run sends it.
                 return []
-            rows = await _send_one(client, write, clock)
+            rows = await _send_one(client, write, clock, outcome)
             refused = _stopping_error(rows, outcome)
             if refused is not None:
                 refusals.append(refused)
             return rows
 
-    for rows in await asyncio.gather(*(bounded(w) for w in pending)):
-        outcome.rows += rows
+    # Every send runs to its end even when one raises, so no accepted write loses its rows.
+    results = await asyncio.gather(*(bounded(w) for w in pending), return_exceptions=True)
+    for result in results:
+        if not isinstance(result, BaseException):
+            outcome.rows += result
     if refusals:
         raise refusals[0]
-    return outcome
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -11,6 +11,7 @@ import pytest
 from orchestration.activation.assets import run_write_back
 from orchestration.activation.settings import ActivationSettings
 from orchestration.activation.writeback import WriteBackError
+from orchestration.clients.intercom import AsyncIntercomClient
 from orchestration.resources import IntercomResource
 from orchestration.settings import get_settings
 from tests.activation.conftest import FastRetries
@@ -471,3 +472,36 @@ def test_a_failed_read_back_still_records_every_attempt_then_fails(sandbox, reco
     sandbox.admin("POST", "/faults", {"profile": "none"})
     write_back("run-2")
     assert sorted(w["contact_id"] for w in sandbox.writes()[1:]) == [ids[0], ids[2]]
+
+
+def test_an_unexpected_exception_on_one_contact_keeps_the_others_written_then_fails(
+    sandbox, recommend, sql, monkeypatch
+):
+    ids = sandbox.contact_ids()[:5]
+    broken, others = ids[2], sorted(ids[:2] + ids[3:])
+    recommend(rows_for(sandbox, n=5))
+    send = AsyncIntercomClient.update_contact
+
+    async def update_contact(self, contact_id, custom_attributes):
+        if contact_id == broken:
+            raise TypeError("unsupported operand")
+        return await send(self, contact_id, custom_attributes)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(AsyncIntercomClient, "update_contact", update_contact)
+        with pytest.raises(WriteBackError, match=rf"{broken} failed with TypeError"):
+            write_back("run-1", concurrency=2)
+    # The writes Intercom accepted are in the audit and the state; the broken one is an error.
+    expected = all_rows(others, "ok", 200) + all_rows([broken], "error", None)
+    assert audit_rows(sql, "run-1") == sorted(expected)
+    message = sql(
+        "select distinct message from activation.intercom_write_audit where contact_id = ?",
+        [broken],
+    )
+    assert message == [("TypeError: unsupported operand",)]
+    state = sql("select distinct contact_id from activation.intercom_attribute_state order by 1")
+    assert state == [(c,) for c in others]
+    # The next run sends only the contact that failed.
+    puts = len(sandbox.writes())
+    write_back("run-2")
+    assert [w["contact_id"] for w in sandbox.writes()[puts:]] == [broken]
