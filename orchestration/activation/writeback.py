@@ -166,7 +166,9 @@ async def _send_one(
         # Retries are spent (429, 5xx, no answer) or another 4xx: record it and go on; the
         # state is not updated, so the next run tries this contact again.
         log.warning("contact %s failed: %s", write.contact_id, exc)
-        return _rows(write, store.ERROR, clock(), exc.status, f"{exc.code or ''} {exc.message}")
+        # Intercom's code and message; an answer without an error list has no code.
+        reason = " ".join(part for part in (exc.code, exc.message) if part)
+        return _rows(write, store.ERROR, clock(), exc.status, reason)
     except Exception as exc:
         # No answer of Intercom's but a bug or an unexpected library error: this contact is
         # recorded as failed (its state is not updated) and the others go on; `send_writes`

@@ -355,3 +355,30 @@ def test_an_unexpected_exception_in_the_read_back_keeps_the_accepted_write():
 
     assert isinstance(caught.value.__cause__, ValueError)
     assert statuses(caught.value.outcome) == {"c1": (store.OK, 200, None)}
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        # A proxy's page: no error list, so no code.
+        (httpx.Response(503, text="upstream unavailable\n"), (503, "upstream unavailable")),
+        (
+            httpx.Response(
+                409,
+                json={"type": "error.list", "errors": [{"code": "conflict", "message": "busy"}]},
+            ),
+            (409, "conflict busy"),
+        ),
+    ],
+)
+def test_an_error_s_reason_reads_cleanly_with_or_without_intercom_s_code(answer, reason):
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        if contact_id == "c2" and request.method == "PUT":
+            return answer
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    outcome = _run_with(handler, [write("c1"), write("c2")])
+
+    assert statuses(outcome)["c2"] == (store.ERROR, *reason)
