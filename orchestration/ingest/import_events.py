@@ -250,7 +250,8 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[Record]]:
             records.append(Record(start, None, reason, {"text": rest}))
             break
         previous = reader.line_num
-        if not fields or fields == [""]:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            # A blank line, empty or of white space only (as in JSON lines), is no row.
             continue
         if header is None:
             header = [name.strip() for name in fields]

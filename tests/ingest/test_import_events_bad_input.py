@@ -378,3 +378,24 @@ def test_a_header_that_looks_like_markup_is_named_as_given(nextbest_home, tmp_pa
     assert code == 1, output
     assert error is None or isinstance(error, SystemExit), error
     assert "(found ['[/x]', 'event_name', 'created_at'])" in output
+
+
+def test_csv_lines_of_white_space_are_skipped_like_empty_lines(nextbest_home, tmp_path):
+    # A line holding only spaces or a tab is as blank as an empty one: neither is a row, so
+    # neither is counted or set aside, and the lines after keep their numbers.
+    csv = tmp_path / "blank.csv"
+    csv.write_text(
+        "  \n"  # line 1: before the header
+        + HEADER  # 2
+        + f"good,a,{JAN_1_2024}\n"  # 3
+        + "   \n"  # 4
+        + "\t\n"  # 5
+        + "\n"  # 6
+        + f"u2,b,{JAN_1_2024}\n"  # 7
+        + "u3,c\n"  # 8
+    )
+    events, kept = _import_into_empty(csv, rows=3, inserted=2, quarantined=1)
+    assert events == [("good", "a", JAN_1_2024), ("u2", "b", JAN_1_2024)]
+    assert [(key, reason) for key, reason, _ in kept] == [
+        ("blank.csv:8", "expected 3 fields, found 2")
+    ]
