@@ -333,17 +333,20 @@ class IntercomClient(_IntercomBase):
     def list_contacts(self, per_page: int = MAX_PER_PAGE) -> Iterator[dict]:
         """Every contact, following `pages.next.starting_after` until it is absent."""
         params: dict[str, Any] = {"per_page": per_page}
+        followed: set[str] = set()
         while True:
             page = self.request("GET", "/contacts", params=params) or {}
             yield from page.get("data") or []
             cursor = next_starting_after(page)
             if cursor is None:
                 return
+            refuse_repeated(cursor, followed, "GET", "/contacts")
             params = {"per_page": per_page, "starting_after": cursor}
 
     def search_contacts(self, query: dict, per_page: int = MAX_PER_PAGE) -> Iterator[dict]:
         """Contacts matching a search query; the cursor travels in the body."""
         pagination: dict[str, Any] = {"per_page": per_page}
+        followed: set[str] = set()
         while True:
             body = {"query": query, "pagination": pagination}
             page = self.request("POST", "/contacts/search", json=body) or {}
@@ -351,6 +354,7 @@ class IntercomClient(_IntercomBase):
             cursor = next_starting_after(page)
             if cursor is None:
                 return
+            refuse_repeated(cursor, followed, "POST", "/contacts/search")
             pagination = {"per_page": per_page, "starting_after": cursor}
 
     def list_contact_companies(self, contact_id: str) -> list[dict]:
@@ -358,12 +362,14 @@ class IntercomClient(_IntercomBase):
         companies: list[dict] = []
         params: dict[str, Any] = {"per_page": MAX_PER_PAGE}
         path = f"{contact_path(contact_id)}/companies"
+        followed: set[str] = set()
         while True:
             page = self.request("GET", path, params=params) or {}
             companies.extend(page.get("data") or page.get("companies") or [])
             next_url = next_page_url(page)
             if not next_url:
                 return companies
+            refuse_repeated(next_url, followed, "GET", path)
             path, params = next_url, None
 
     # Events ----------------------------------------------------------------------------------
@@ -377,12 +383,14 @@ class IntercomClient(_IntercomBase):
     ) -> Iterator[dict]:
         """One contact's events (Intercom keeps 90 days), newest first, following `pages.next`."""
         path, params = events_request(intercom_user_id, user_id, per_page)
+        followed: set[str] = set()
         while True:
             page = self.request("GET", path, params=params) or {}
             yield from events_of(page)
             next_url = next_page_url(page)
             if not next_url:
                 return
+            refuse_repeated(next_url, followed, "GET", path)
             path, params = next_url, None
 
     # Companies -------------------------------------------------------------------------------
@@ -545,6 +553,7 @@ class AsyncIntercomClient(_IntercomBase):
     ) -> AsyncIterator[dict]:
         """One contact's events, newest first, following `pages.next`."""
         path, params = events_request(intercom_user_id, user_id, per_page)
+        followed: set[str] = set()
         while True:
             page = await self.request("GET", path, params=params) or {}
             for event in events_of(page):
@@ -552,6 +561,7 @@ class AsyncIntercomClient(_IntercomBase):
             next_url = next_page_url(page)
             if not next_url:
                 return
+            refuse_repeated(next_url, followed, "GET", path)
             path, params = next_url, None
 
     async def update_contact(self, contact_id: str, custom_attributes: dict[str, Any]) -> dict:
@@ -583,6 +593,25 @@ def next_starting_after(page: dict) -> str | None:
     if isinstance(following, dict):
         return following.get("starting_after") or None
     return None
+
+
+def refuse_repeated(cursor: str, followed: set[str], method: str, path: str) -> None:
+    """Note a cursor (or next-page URL) about to be followed; refuse one followed already.
+
+    A listing that hands back a cursor it gave before would serve the same pages forever.
+
+    Raises:
+        IntercomError: The cursor was followed before in this listing.
+    """
+    if cursor in followed:
+        raise IntercomError(
+            f"pages.next repeats {cursor!r}, a cursor already followed: the listing loops "
+            f"after {len(followed) + 1} pages",
+            status=200,
+            method=method,
+            path=path,
+        )
+    followed.add(cursor)
 
 
 def next_page_url(page: dict) -> str | None:
