@@ -335,8 +335,8 @@ class IntercomClient(_IntercomBase):
         params: dict[str, Any] = {"per_page": per_page}
         followed: set[str] = set()
         while True:
-            page = self.request("GET", "/contacts", params=params) or {}
-            yield from page.get("data") or []
+            page = self.request("GET", "/contacts", params=params)
+            yield from page_items(page, "data", "GET", "/contacts")
             cursor = next_starting_after(page)
             if cursor is None:
                 return
@@ -349,8 +349,8 @@ class IntercomClient(_IntercomBase):
         followed: set[str] = set()
         while True:
             body = {"query": query, "pagination": pagination}
-            page = self.request("POST", "/contacts/search", json=body) or {}
-            yield from page.get("data") or []
+            page = self.request("POST", "/contacts/search", json=body)
+            yield from page_items(page, "data", "POST", "/contacts/search")
             cursor = next_starting_after(page)
             if cursor is None:
                 return
@@ -364,8 +364,10 @@ class IntercomClient(_IntercomBase):
         path = f"{contact_path(contact_id)}/companies"
         followed: set[str] = set()
         while True:
-            page = self.request("GET", path, params=params) or {}
-            companies.extend(page.get("data") or page.get("companies") or [])
+            page = self.request("GET", path, params=params)
+            # Intercom names the list `data`; some answers (and the sandbox) `companies`.
+            key = "companies" if isinstance(page, dict) and "data" not in page else "data"
+            companies.extend(page_items(page, key, "GET", path))
             next_url = next_page_url(page)
             if not next_url:
                 return companies
@@ -385,8 +387,8 @@ class IntercomClient(_IntercomBase):
         path, params = events_request(intercom_user_id, user_id, per_page)
         followed: set[str] = set()
         while True:
-            page = self.request("GET", path, params=params) or {}
-            yield from events_of(page)
+            page = self.request("GET", path, params=params)
+            yield from events_of(page, path)
             next_url = next_page_url(page)
             if not next_url:
                 return
@@ -403,7 +405,10 @@ class IntercomClient(_IntercomBase):
         """
         params = {"scroll_param": scroll_param} if scroll_param else None
         page = self.request("GET", "/companies/scroll", params=params, retry_server_errors=False)
-        return page or {}
+        # Only an empty `data` ends the scroll: a page without one is no end, and taken for
+        # one it would turn every company not read yet into a tombstone.
+        page_items(page, "data", "GET", "/companies/scroll")
+        return page
 
     # Data attributes -------------------------------------------------------------------------
 
@@ -555,8 +560,8 @@ class AsyncIntercomClient(_IntercomBase):
         path, params = events_request(intercom_user_id, user_id, per_page)
         followed: set[str] = set()
         while True:
-            page = await self.request("GET", path, params=params) or {}
-            for event in events_of(page):
+            page = await self.request("GET", path, params=params)
+            for event in events_of(page, path):
                 yield event
             next_url = next_page_url(page)
             if not next_url:
@@ -586,13 +591,57 @@ def contact_path(contact_id: str) -> str:
 # Pagination helpers: pure functions of one page ------------------------------------------------
 
 
+def page_items(page: dict | None, key: str, method: str = "", path: str = "") -> list[Any]:
+    """The list of records of one page (`data`, `events`, ...), which must be a list.
+
+    A page without it (missing, null, an object) or an empty answer is no page: read as an
+    empty one, it would end the listing early and lose every record after it.
+
+    Raises:
+        IntercomError: The answer is empty or its `key` is not a list.
+    """
+    if page is None:
+        raise IntercomError(
+            f"empty answer where a page with a {key!r} list was expected",
+            status=200,
+            method=method,
+            path=path,
+        )
+    items = page.get(key)
+    if not isinstance(items, list):
+        shape = "missing" if key not in page else f"a {type(items).__name__}"
+        raise IntercomError(
+            f"page has no {key!r} list ({key} is {shape}): {json.dumps(page)[:200]}",
+            status=200,
+            method=method,
+            path=path,
+        )
+    return items
+
+
+def _pages_next(page: dict) -> Any:
+    pages = page.get("pages")
+    if pages is None:
+        return None
+    if not isinstance(pages, dict):
+        raise IntercomError(f"pages is a {type(pages).__name__}, not an object: {pages!r}"[:300])
+    return pages.get("next")
+
+
 def next_starting_after(page: dict) -> str | None:
-    """The cursor of the next page of a contacts list or search, or None on the last page."""
-    pages = page.get("pages") or {}
-    following = pages.get("next")
-    if isinstance(following, dict):
-        return following.get("starting_after") or None
-    return None
+    """The cursor of the next page of a contacts list or search, or None on the last page.
+
+    Raises:
+        IntercomError: `pages.next` is there but holds no cursor to follow (the listing
+            would end early, losing the pages after it).
+    """
+    following = _pages_next(page)
+    if following is None:
+        return None
+    cursor = following.get("starting_after") if isinstance(following, dict) else None
+    if not isinstance(cursor, str) or not cursor:
+        raise IntercomError(f"pages.next has no starting_after cursor: {following!r}"[:300])
+    return cursor
 
 
 def refuse_repeated(cursor: str, followed: set[str], method: str, path: str) -> None:
@@ -615,12 +664,17 @@ def refuse_repeated(cursor: str, followed: set[str], method: str, path: str) -> 
 
 
 def next_page_url(page: dict) -> str | None:
-    """The `pages.next` URL of an events (or companies) page, or None on the last page."""
-    pages = page.get("pages") or {}
-    following = pages.get("next")
-    if isinstance(following, str) and following:
-        return following
-    return None
+    """The `pages.next` URL of an events (or companies) page, or None on the last page.
+
+    Raises:
+        IntercomError: `pages.next` is there but not a URL to follow.
+    """
+    following = _pages_next(page)
+    if following is None or following == "":
+        return None
+    if not isinstance(following, str):
+        raise IntercomError(f"pages.next is not a URL: {following!r}"[:300])
+    return following
 
 
 def events_request(
@@ -637,8 +691,8 @@ def events_request(
     return "/events", params
 
 
-def events_of(page: dict) -> list[dict]:
+def events_of(page: dict | None, path: str = "/events") -> list[Any]:
     """The events of one answer, parsed by `type` (the published spec misnames this answer)."""
-    if page.get("type") not in (None, "event.list"):
+    if page is not None and page.get("type") not in (None, "event.list"):
         raise IntercomError(f"expected an event.list, got type {page.get('type')!r}")
-    return list(page.get("events") or [])
+    return list(page_items(page, "events", "GET", path))

@@ -283,7 +283,7 @@ def read_all_companies(
         try:
             while True:
                 page = client.scroll_companies_page(scroll_param)
-                data = page.get("data") or []
+                data = page["data"]
                 if not data:
                     return records, attempts
                 records.extend(data)

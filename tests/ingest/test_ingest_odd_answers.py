@@ -93,3 +93,87 @@ def test_a_contact_companies_next_url_that_comes_back_fails_instead_of_looping()
 
     with pytest.raises(IntercomError, match="loops"):
         _client(handler).list_contact_companies("c1")
+
+
+def _two_pages(first: dict):
+    """A contacts listing whose first page is `first` and whose second holds contact c2."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "starting_after" not in request.url.params:
+            return httpx.Response(200, json=first)
+        return httpx.Response(200, json={"data": [{"id": "c2", "updated_at": 1}], "pages": {}})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [
+        ({"data": None, "pages": {"next": {"starting_after": "a"}}}, "data is a NoneType"),
+        ({"pages": {"next": {"starting_after": "a"}}}, "data is missing"),
+        ({"data": {"id": "c1"}, "pages": {}}, "data is a dict"),
+        ({"data": "c1", "pages": {}}, "data is a str"),
+        # The cursor vanished from a page that says there is a next one.
+        ({"data": [{"id": "c1"}], "pages": {"next": {"page": 2}}}, "no starting_after"),
+        ({"data": [{"id": "c1"}], "pages": {"next": {"starting_after": 7}}}, "no starting_after"),
+        ({"data": [{"id": "c1"}], "pages": ["next"]}, "pages is a list"),
+    ],
+)
+def test_a_contacts_page_of_the_wrong_shape_fails_with_the_reason(first, reason):
+    with pytest.raises(IntercomError) as caught:
+        list(_client(_two_pages(first)).list_contacts())
+    assert reason in str(caught.value)
+
+
+def test_an_empty_200_where_a_page_belongs_fails_instead_of_ending_the_listing():
+    handler = _two_pages({"data": [{"id": "c1"}], "pages": {"next": {"starting_after": "a"}}})
+
+    def empty_second(request: httpx.Request) -> httpx.Response:
+        if "starting_after" in request.url.params:
+            return httpx.Response(200, content=b"")
+        return handler(request)
+
+    with pytest.raises(IntercomError, match="empty answer"):
+        list(_client(empty_second).list_contacts())
+
+
+def test_the_last_page_may_say_next_is_null():
+    page = {"data": [{"id": "c1"}], "pages": {"next": None}}
+    assert [c["id"] for c in _client(lambda r: httpx.Response(200, json=page)).list_contacts()] == [
+        "c1"
+    ]
+
+
+def test_an_events_page_without_an_events_list_fails():
+    page = {"type": "event.list", "events": None, "pages": {}}
+    with pytest.raises(IntercomError, match="events is a NoneType"):
+        list(_client(lambda r: httpx.Response(200, json=page)).list_events(intercom_user_id="u"))
+
+
+def test_a_scroll_page_without_data_fails_and_tombstones_no_company():
+    from orchestration.ingest.intercom import sync_companies
+
+    con = _warehouse()
+    two = [{"id": "co1", "updated_at": 1}, {"id": "co2", "updated_at": 1}]
+    pages = iter([two, []])
+
+    def whole(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"type": "list", "data": next(pages), "scroll_param": "p"})
+
+    assert sync_companies(_client(whole), con, sync_id="s1").counts.inserted == 2
+    # The next scroll serves co1, then a page without `data`, then the empty end page.
+    answers = iter(
+        [
+            {"type": "list", "data": [two[0]], "scroll_param": "p"},
+            {"type": "list", "scroll_param": "p"},
+            {"type": "list", "data": [], "scroll_param": "p"},
+        ]
+    )
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=next(answers))
+
+    with pytest.raises(IntercomError, match="data is missing"):
+        sync_companies(_client(broken), con, sync_id="s2")
+    rows = con.execute("select id, is_deleted from raw.intercom_companies order by id").fetchall()
+    assert rows == [("co1", False), ("co2", False)]
