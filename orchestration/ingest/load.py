@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -107,9 +108,12 @@ def with_ordinals(
 def as_unix_seconds(value: Any) -> tuple[int | None, bool]:
     """An integer Unix-seconds value and whether it looked like milliseconds and was divided.
 
-    Returns (None, False) for a value that is not a number.
+    Returns (None, False) for a value that is not a number, or not a finite one (`NaN`,
+    `Infinity` and `1e400` parse as floats from a JSON answer).
     """
     if isinstance(value, bool) or value is None:
+        return None, False
+    if isinstance(value, float) and not math.isfinite(value):
         return None, False
     if isinstance(value, int | float):
         number = int(value)

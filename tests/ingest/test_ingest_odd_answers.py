@@ -177,3 +177,23 @@ def test_a_scroll_page_without_data_fails_and_tombstones_no_company():
         sync_companies(_client(broken), con, sync_id="s2")
     rows = con.execute("select id, is_deleted from raw.intercom_companies order by id").fetchall()
     assert rows == [("co1", False), ("co2", False)]
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_time_that_is_not_a_finite_number_is_set_aside_not_a_crash(text):
+    from orchestration.ingest.intercom import sync_contacts
+
+    # Python's JSON parser takes NaN and Infinity, and 1e400 overflows to infinity.
+    body = '{"data": [{"id": "ok", "updated_at": 5}, {"id": "odd", "updated_at": TIME}]}'
+    body = body.replace("TIME", text)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body.encode())
+
+    con = _warehouse()
+    report = sync_contacts(_client(handler), con, sync_id="s1", sync_start=100)
+    assert report.counts.quarantined == 1
+    assert con.execute("select id from raw.intercom_contacts").fetchall() == [("ok",)]
+    key, reason = con.execute("select record_key, reason from raw.quarantine").fetchone()
+    assert key == "odd"
+    assert reason.startswith("updated_at is not Unix seconds: ")
