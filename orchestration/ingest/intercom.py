@@ -199,14 +199,17 @@ def sync_contacts(
     listed = seen
     if window is not None:
         listing = list(client.list_contacts(per_page=settings.contacts_per_page))
-        listed = {c.get("id") for c in listing}
+        listed = {c.get("id") for c in listing if isinstance(c, dict)}
         # A contact listed but never stored (set aside as malformed by an earlier sync and
         # not changed since) is outside the search window: take it from the listing, or it
         # would stay missing until a full refresh.
         stored_sql = f"select id from {RAW_SCHEMA}.intercom_contacts"
         stored = {r[0] for r in con.execute(stored_sql).fetchall()}
         searched = {r.get("id") for r in records if isinstance(r, dict)}
-        missed = [c for c in listing if c.get("id") not in stored | searched]
+        # A listed record that is not an object is set aside like one searched.
+        missed = [
+            c for c in listing if not isinstance(c, dict) or c.get("id") not in stored | searched
+        ]
         more, more_bad, _ = _parse_objects(stream, missed)
         # One listed as it was when set aside would be set aside again for the same reason:
         # it stays in the quarantine, not counted again, until it changes or a full refresh.

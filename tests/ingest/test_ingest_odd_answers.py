@@ -197,3 +197,27 @@ def test_a_time_that_is_not_a_finite_number_is_set_aside_not_a_crash(text):
     key, reason = con.execute("select record_key, reason from raw.quarantine").fetchone()
     assert key == "odd"
     assert reason.startswith("updated_at is not Unix seconds: ")
+
+
+def test_an_incremental_listing_holding_a_null_record_sets_it_aside():
+    from orchestration.ingest.intercom import sync_contacts
+
+    con = _warehouse()
+    first = {"data": [{"id": "c1", "updated_at": 50}], "pages": {}}
+    sync_contacts(
+        _client(lambda r: httpx.Response(200, json=first)), con, sync_id="s1", sync_start=100
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"data": [], "pages": {}})
+        return httpx.Response(200, json={"data": [{"id": "c1", "updated_at": 50}, None]})
+
+    report = sync_contacts(_client(handler), con, sync_id="s2", sync_start=200)
+    assert report.counts.quarantined == 1
+    assert con.execute("select reason, payload from raw.quarantine").fetchall() == [
+        ("not a JSON object: NoneType", "None")
+    ]
+    assert con.execute("select id, is_deleted from raw.intercom_contacts").fetchall() == [
+        ("c1", False)
+    ]
