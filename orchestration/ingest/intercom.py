@@ -497,6 +497,24 @@ def complete_from(
     return horizon
 
 
+def _text(event: dict, name: str) -> str | None:
+    """A text field of an event, None when absent; raises ValueError for another type.
+
+    A whole number is taken as the text of its digits: Intercom documents these ids as
+    strings, but a workspace that sends its own numeric user ids may get them back as
+    numbers, and the digits are what an export's CSV holds for the same event (so the API
+    read and `import-events` give it the same id). Nothing is lost in that reading. A float
+    (`1.0` or `1e20` may have lost digits already), a bool, an object or a list has no one
+    text: the event is set aside instead.
+    """
+    value = event.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{name} is a {type(value).__name__}, not a string")
+
+
 def _event_row(contact: ContactToRead, event: Any, ordinal: int = 0) -> EventRow:
     if not isinstance(event, dict):
         raise ValueError(f"not a JSON object: {type(event).__name__}")
@@ -506,13 +524,13 @@ def _event_row(contact: ContactToRead, event: Any, ordinal: int = 0) -> EventRow
     created, _ = as_unix_seconds(event.get("created_at"))
     if created is None:
         raise ValueError(f"created_at is not Unix seconds: {event.get('created_at')!r}")
-    contact_id = event.get("intercom_user_id") or contact.contact_id
+    contact_id = _text(event, "intercom_user_id") or contact.contact_id
     return EventRow(
         id=event_key(contact_id, name, created, ordinal),
-        intercom_event_id=event.get("id"),
+        intercom_event_id=_text(event, "id"),
         contact_id=contact_id,
-        external_id=event.get("user_id") or contact.external_id,
-        email=event.get("email") or contact.email,
+        external_id=_text(event, "user_id") or contact.external_id,
+        email=_text(event, "email") or contact.email,
         event_name=name,
         created_at=created,
         payload=event,

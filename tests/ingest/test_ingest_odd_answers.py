@@ -221,3 +221,52 @@ def test_an_incremental_listing_holding_a_null_record_sets_it_aside():
     assert con.execute("select id, is_deleted from raw.intercom_contacts").fetchall() == [
         ("c1", False)
     ]
+
+
+def test_an_event_with_a_field_of_the_wrong_type_is_set_aside_and_the_batch_lands():
+    from orchestration.ingest.intercom import (
+        ContactToRead,
+        StreamReport,
+        _ContactEvents,
+        _flush_events,
+    )
+    from orchestration.ingest.settings import IngestSettings
+
+    con = _warehouse()
+    t = 1_700_000_000
+    first = ContactToRead("c-1", "u-1", "a@x.test", t - 1000, t - 100, None, None)
+    second = ContactToRead("c-2", "u-2", "b@x.test", t - 1000, t - 100, None, None)
+    events = [
+        {"id": "e1", "event_name": "main", "created_at": t - 50},
+        {"id": "e2", "event_name": "main", "created_at": t - 40, "user_id": {"v": 1}},
+        {"id": "e3", "event_name": "main", "created_at": t - 30, "email": ["a@x.test"]},
+        {"id": ["e4"], "event_name": "main", "created_at": t - 20},
+        {"id": "e5", "event_name": "main", "created_at": t - 10, "intercom_user_id": 1.5},
+        {"id": "e6", "event_name": "main", "created_at": t - 5, "user_id": True},
+        # A whole number is the text of its digits, as an export's CSV gives it.
+        {"id": "e7", "event_name": "cart", "created_at": t - 5, "user_id": 42},
+    ]
+    other = [{"id": "e8", "event_name": "main", "created_at": t - 60}]
+    report = StreamReport("intercom_events")
+    results = [_ContactEvents(first, events), _ContactEvents(second, other)]
+    _flush_events(con, results, report, "s1", t, IngestSettings())
+    stored = con.execute(
+        "select intercom_event_id, contact_id, external_id, email from raw.intercom_events "
+        "order by 1"
+    ).fetchall()
+    assert stored == [
+        ("e1", "c-1", "u-1", "a@x.test"),
+        ("e7", "c-1", "42", "a@x.test"),
+        ("e8", "c-2", "u-2", "b@x.test"),
+    ]
+    assert (report.counts.inserted, report.counts.quarantined) == (3, 5)
+    reasons = con.execute(
+        "select record_key, reason from raw.quarantine order by reason"
+    ).fetchall()
+    assert reasons == [
+        ("c-1", "event: email is a list, not a string"),
+        ("c-1", "event: id is a list, not a string"),
+        ("c-1", "event: intercom_user_id is a float, not a string"),
+        ("c-1", "event: user_id is a bool, not a string"),
+        ("c-1", "event: user_id is a dict, not a string"),
+    ]
