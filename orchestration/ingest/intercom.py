@@ -357,7 +357,8 @@ def sync_contact_companies(
     """Make the stored links match each live contact's companies; unchanged links stay as is.
 
     A contact's payload embeds its companies; only when the list is cut short (`has_more`)
-    is `/contacts/{id}/companies` asked.
+    is `/contacts/{id}/companies` asked. An entry that is not an object or has no text id is
+    set aside (keyed by the contact), and that contact's stored links are kept as they are.
     """
     started, before = time.monotonic(), client.stats.snapshot()
     report = StreamReport("intercom_contact_companies")
@@ -367,7 +368,9 @@ def sync_contact_companies(
         where not is_deleted
         """
     ).fetchall()
+    stream = "intercom_contact_companies"
     desired: list[tuple[str, str, str]] = []
+    bad: list[tuple[str | None, str, Any]] = []
     for contact_id, companies_json in contacts:
         companies = json.loads(companies_json) if companies_json else None
         if isinstance(companies, dict) and not companies.get("has_more"):
@@ -375,10 +378,24 @@ def sync_contact_companies(
         else:
             linked = client.list_contact_companies(contact_id)
         for company in linked:
-            company_id = company.get("id") if isinstance(company, dict) else None
-            if company_id:
+            about = f"company of contact {contact_id}"
+            if not isinstance(company, dict):
+                reason = f"{about}: not a JSON object: {type(company).__name__}"
+                bad.append((contact_id, reason, repr(company)))
+                continue
+            company_id = company.get("id")
+            # A company id that is not text matches no stored company (their ids are text).
+            if company_id is not None and not isinstance(company_id, str):
+                reason = f"{about}: id is a {type(company_id).__name__}, not a string"
+                bad.append((contact_id, reason, company))
+            elif not company_id:
+                bad.append((contact_id, f"{about}: missing id", company))
+            else:
                 desired.append((contact_id, company_id, json.dumps(company, sort_keys=True)))
-    report.counts.read = len(desired)
+    # A contact with an entry set aside keeps the links stored for it: the entry that could
+    # not be read may be one of them.
+    unsure = sorted({key for key, _, _ in bad if key})
+    report.counts.read = len(desired) + len(bad)
     con.execute("begin transaction")
     try:
         con.execute(
@@ -398,12 +415,14 @@ def sync_contact_companies(
             f"""
             delete from {RAW_SCHEMA}.intercom_contact_companies as t
             where t.contact_id in ({live})
+                and t.contact_id not in (select unnest(?::varchar[]))
                 and not exists (
                     select 1 from _links as l
                     where l.contact_id = t.contact_id and l.company_id = t.company_id
                 )
             returning 1
-            """
+            """,
+            [unsure],
         ).fetchall()
         added = con.execute(
             f"""
@@ -420,6 +439,7 @@ def sync_contact_companies(
             [sync_id, now_utc()],
         ).fetchall()
         con.execute("drop table _links")
+        report.counts.quarantined = quarantine(con, stream, bad, sync_id)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -270,3 +270,68 @@ def test_an_event_with_a_field_of_the_wrong_type_is_set_aside_and_the_batch_land
         ("c-1", "event: user_id is a bool, not a string"),
         ("c-1", "event: user_id is a dict, not a string"),
     ]
+
+
+def test_a_company_entry_without_an_id_or_not_an_object_is_set_aside_naming_its_contact():
+    from orchestration.ingest.intercom import sync_contact_companies
+
+    con = _warehouse()
+    embedded = {
+        "c-1": [{"id": "co1"}, {"name": "no id"}, "co2", None],
+        "c-2": [{"id": "co3"}],
+        "c-3": [{"id": 7}],
+    }
+    for contact_id, data in embedded.items():
+        payload = {"id": contact_id, "companies": {"data": data, "has_more": False}}
+        con.execute(
+            "insert into raw.intercom_contacts values (?, 1, ?, false, null, 's0', now())",
+            [contact_id, json.dumps(payload)],
+        )
+    # Links an earlier sync stored: c-2's co8 is gone from its list, so it goes; c-1's co9
+    # may be one of the entries that cannot be read, so it stays.
+    con.execute(
+        "insert into raw.intercom_contact_companies values "
+        "('c-1', 'co9', '{}', 's0', now()), ('c-2', 'co8', '{}', 's0', now())"
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request expected: {request.url}")
+
+    report = sync_contact_companies(_client(handler), con, sync_id="s1")
+    links = con.execute(
+        "select contact_id, company_id from raw.intercom_contact_companies order by all"
+    ).fetchall()
+    assert links == [("c-1", "co1"), ("c-1", "co9"), ("c-2", "co3")]
+    set_aside = con.execute(
+        "select stream, record_key, reason, payload from raw.quarantine order by all"
+    ).fetchall()
+    assert set_aside == [
+        (
+            "intercom_contact_companies",
+            "c-1",
+            "company of contact c-1: missing id",
+            '{"name":"no id"}',
+        ),
+        (
+            "intercom_contact_companies",
+            "c-1",
+            "company of contact c-1: not a JSON object: NoneType",
+            "None",
+        ),
+        (
+            "intercom_contact_companies",
+            "c-1",
+            "company of contact c-1: not a JSON object: str",
+            "'co2'",
+        ),
+        (
+            "intercom_contact_companies",
+            "c-3",
+            "company of contact c-3: id is a int, not a string",
+            '{"id":7}',
+        ),
+    ]
+    counts = report.counts
+    assert (counts.read, counts.inserted, counts.quarantined) == (6, 2, 4)
+    assert report.metadata()["rows_quarantined"] == 4
+    assert report.notes["links_removed"] == 1
