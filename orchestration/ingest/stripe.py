@@ -120,17 +120,55 @@ def _list(client: stripe.StripeClient, stream: StripeStream, created_gte: int | 
     return list(service.list(params=params).auto_paging_iter())
 
 
+def _event_time(event: Any) -> int | None:
+    """An event's `created` when it is Unix seconds (an int); None for text, null, NaN, ..."""
+    created = event.get("created") if isinstance(event, dict) else None
+    if isinstance(created, int) and not isinstance(created, bool):
+        return created
+    return None
+
+
+def _event_object(event: dict) -> Any:
+    data = event.get("data")
+    return data.get("object") if isinstance(data, dict) else None
+
+
 def _events(
-    client: stripe.StripeClient, created_gte: int | None, event_type: str | None = None
-) -> list[dict]:
+    client: stripe.StripeClient,
+    stream: StripeStream,
+    created_gte: int | None,
+    event_type: str | None = None,
+) -> tuple[list[dict], list[tuple[str | None, str, Any]]]:
+    """The feed's events oldest first, and those of this stream set aside.
+
+    An event whose `created` is not Unix seconds can be neither ordered nor trusted to move
+    the cursor: it is set aside by the stream its object belongs to (the others skip it, as
+    they skip every event of another stream). One that is not an object at all cannot be
+    told apart: every stream sets it aside.
+    """
     params: dict[str, Any] = {"limit": PAGE_SIZE}
     if created_gte is not None:
         params["created"] = {"gte": created_gte}
     if event_type is not None:
         params["type"] = event_type
-    events = [_as_dict(e) for e in client.v1.events.list(params=params).auto_paging_iter()]
+    events: list[dict] = []
+    bad: list[tuple[str | None, str, Any]] = []
+    for item in client.v1.events.list(params=params).auto_paging_iter():
+        event = _as_dict(item)
+        if not isinstance(event, dict):
+            bad.append((None, "event is not a JSON object", repr(event)))
+            continue
+        if _event_time(event) is not None:
+            events.append(event)
+            continue
+        obj = _event_object(event)
+        if isinstance(obj, dict) and obj.get("object") == stream.object_type:
+            key = event.get("id") if isinstance(event.get("id"), str) else None
+            reason = f"event created is not Unix seconds: {event.get('created')!r}"
+            bad.append((key, reason, event))
     # Oldest first, so a later change of one object wins.
-    return sorted(events, key=lambda e: (e.get("created") or 0, e.get("id") or ""))
+    events.sort(key=lambda e: (e["created"], str(e.get("id") or "")))
+    return events, bad
 
 
 @dataclass
@@ -281,7 +319,9 @@ def _read(
         if stream.object_type == "customer":
             # Customers deleted before this read are in no list; the feed still has the last
             # 30 days of them, so their invoices join.
-            for event in _events(client, None, event_type="customer.deleted"):
+            deletions, bad_events = _events(client, stream, None, event_type="customer.deleted")
+            read.bad += bad_events
+            for event in deletions:
                 _note_deleted(read, event)
             # A listed customer is alive, whatever an older event said.
             read.deleted = [d for d in read.deleted if d not in listed]
@@ -304,10 +344,12 @@ def _read(
     records = _list(client, stream, max(0, state["created"] - overlap))
     rows, bad = _rows(records, stream)
     read = _StreamRead(mode, now, state["events"], rows, bad)
-    for event in _events(client, max(0, state["events"] - overlap)):
+    events, bad_events = _events(client, stream, max(0, state["events"] - overlap))
+    read.bad += bad_events
+    for event in events:
         # The feed is one for all streams: any event read moves this stream's cursor.
-        read.events_from = max(read.events_from, event.get("created") or 0)
-        obj = (event.get("data") or {}).get("object") or {}
+        read.events_from = max(read.events_from, event["created"])
+        obj = _event_object(event) or {}
         if not isinstance(obj, dict) or obj.get("object") != stream.object_type:
             continue
         read.applied += 1
@@ -319,7 +361,7 @@ def _read(
             continue
         more, more_bad = _rows([obj], stream)
         for row in more:
-            row.updated_at = max(row.updated_at or 0, event.get("created") or 0)
+            row.updated_at = max(row.updated_at or 0, event["created"])
         read.rows += more
         read.bad += more_bad
     return read
@@ -327,8 +369,8 @@ def _read(
 
 def _note_deleted(read: _StreamRead, event: dict) -> None:
     """Record a `customer.deleted` event: a tombstone, from its snapshot if never stored."""
-    obj = (event.get("data") or {}).get("object") or {}
-    object_id = obj.get("id")
+    obj = _event_object(event) or {}
+    object_id = obj.get("id") if isinstance(obj, dict) else None
     if not isinstance(object_id, str) or not object_id:
         read.bad.append((None, "deleted object without an id", event))
         return
@@ -336,7 +378,7 @@ def _note_deleted(read: _StreamRead, event: dict) -> None:
     # Stripe's snapshot is the object as it was; a bare `{"id", "deleted": true}` is kept too.
     snapshot = {k: v for k, v in obj.items() if k != "deleted"}
     read.deleted_snapshots[object_id] = ObjectRow(
-        object_id, event.get("created"), snapshot, is_deleted=True, deleted_reason="deleted"
+        object_id, event["created"], snapshot, is_deleted=True, deleted_reason="deleted"
     )
 
 
@@ -360,7 +402,9 @@ def _new_tombstones(
 def _events_newest(client: stripe.StripeClient) -> int | None:
     page = client.v1.events.list(params={"limit": 1})
     data = list(page.data)
-    return _as_dict(data[0]).get("created") if data else None
+    # A newest event whose time cannot be read gives nothing to resume from (None): the
+    # cursor takes no text, null or NaN, and the next sync lists in full rather than guess.
+    return _event_time(_as_dict(data[0])) if data else None
 
 
 def _retrieve(client: stripe.StripeClient, stream: StripeStream, object_id: str) -> dict | None:
