@@ -22,7 +22,14 @@ from ml.goals import Goal, GoalError, segment_mask
 from ml.recommend import Support, recommend
 from ml.registry import RegistryOutcome, connect, load_champion, log_and_register, model_input
 from ml.settings import MLSettings
-from ml.train import TrainingError, TrainingResult, label_snapshots, time_split, train_goal
+from ml.train import (
+    TrainingError,
+    TrainingResult,
+    label_snapshots,
+    require_both_classes,
+    time_split,
+    train_goal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +230,8 @@ def training_set(marts: Marts, goal: Goal, settings: MLSettings) -> pd.DataFrame
     rows["split"] = time_split(
         rows, settings.valid_fraction, settings.test_fraction, goal=goal.name
     )
+    # Refused here, with the reason, rather than stored for the model step to fail on.
+    require_both_classes(rows, goal.name, settings.valid_fraction, settings.test_fraction)
     rows = rows.loc[rows["split"].notna()]
     rows["goal"] = goal.name
     return rows[TRAINING_SET_COLUMNS].reset_index(drop=True)
