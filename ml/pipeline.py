@@ -313,6 +313,7 @@ def train_and_register(
         support,
         settings.min_support,
         settings.support_focus,
+        goal=goal.name,
     )
     seconds["evaluate"] = time.perf_counter() - started
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from ml.catalogue import Action, Catalogue
+from ml.evaluate import ConverterPoints, hit_rates
 from ml.recommend import build_support, recommend
 
 CATALOGUE = Catalogue(
@@ -163,3 +164,17 @@ def test_a_converter_with_many_points_at_a_key_counts_once():
     fewer = build_support(converters, nxt, CATALOGUE.events, min_similar=4)
     _, n, level = fewer.lookup(_states([("u", 1, 0, 0, "a")]))
     assert n[0] == 3 and level[0] == "all converters"
+
+
+def test_without_a_cut_to_evaluate_hitrate_is_not_measured_and_the_log_says_why(caplog):
+    # Two held-out converters, each seen once after doing a, b and c (every action): no point
+    # of their journeys is followed by a catalogue action they had not done yet.
+    done = _states([("k1", 1, 1, 1, "c"), ("k2", 2, 1, 1, "a")])
+    points = ConverterPoints(done, pd.Series([None, None], dtype="object"), pd.DataFrame())
+    with caplog.at_level("WARNING", logger="ml.evaluate"):
+        metrics = hit_rates(points, points, _predict, CATALOGUE, _support(), 0.1, goal="g")
+    assert metrics == {"hitrate_cuts": 0.0, "hitrate_converters": 0.0}
+    assert (
+        "goal 'g': HitRate not measured: no point of the journeys of the 2 held-out converters "
+        "is followed by a catalogue action they had not done (3 actions)" in caplog.text
+    )
