@@ -393,6 +393,36 @@ def production_support(marts: Marts, catalogue: Catalogue, settings: MLSettings)
     return support_from_points(points, catalogue, settings.min_similar)
 
 
+def known_to(model: object, catalogue: Catalogue, goal: Goal, version: str) -> Catalogue:
+    """The catalogue without the actions the champion was not trained on, with a warning.
+
+    An event that joined the catalogue after the champion was trained is "other" to it: the
+    lift it gives for doing the action would rest on nothing the model learnt about it.
+
+    Raises:
+        CatalogueError: The champion knows none of the catalogue's actions.
+    """
+    known = set(model.spec.action_events)
+    unknown = [event for event in catalogue.events if event not in known]
+    if not unknown:
+        return catalogue
+    if len(unknown) == len(catalogue.events):
+        raise CatalogueError(
+            f"goal {goal.name!r}: champion version {version} was trained on none of the "
+            f"{len(unknown)} catalogue actions {unknown[:10]} (it knows "
+            f"{sorted(known)[:10]}): train a model on the current marts"
+        )
+    log.warning(
+        "goal %r: champion version %s was not trained on the catalogue action(s) %s: they are "
+        "not proposed until a model that knows them is champion",
+        goal.name,
+        version,
+        unknown,
+    )
+    actions = tuple(action for action in catalogue.actions if action.event in known)
+    return Catalogue(actions, catalogue.conversion_event, catalogue.source)
+
+
 def next_best_actions(
     marts: Marts,
     goal: Goal,
@@ -412,7 +442,7 @@ def next_best_actions(
     as_of = as_of if as_of is not None else marts.data_end
     champion, version = load_champion(goal.model_name)
     model = champion.unwrap_python_model().model
-    catalogue = catalogue_for(marts, settings, goal)
+    catalogue = known_to(model, catalogue_for(marts, settings, goal), goal, version)
     users = marts.users[["user_id", "contact_id", "external_id"]].merge(
         marts.labels[["user_id", "signed_up_at", "first_payment_at"]], on="user_id", how="left"
     )

@@ -1,11 +1,19 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
+from ml_world import ACTIONS
 
-from ml.catalogue import Action, Catalogue
+from ml import pipeline
+from ml.catalogue import Action, Catalogue, CatalogueError
 from ml.evaluate import ConverterPoints, hit_rates
+from ml.features import FeatureSpec
+from ml.goals import Goal
+from ml.pipeline import Marts
 from ml.recommend import build_support, recommend
+from ml.settings import MLSettings
 
 CATALOGUE = Catalogue(
     actions=(Action("a", "Do A"), Action("b", "Do B"), Action("c", "Do C")),
@@ -178,3 +186,54 @@ def test_without_a_cut_to_evaluate_hitrate_is_not_measured_and_the_log_says_why(
         "goal 'g': HitRate not measured: no point of the journeys of the 2 held-out converters "
         "is followed by a catalogue action they had not done (3 actions)" in caplog.text
     )
+
+
+class _ChampionWithout:
+    """A champion trained before view_report existed: it scores an unknown last action high."""
+
+    def __init__(self, actions):
+        self.spec = FeatureSpec(numeric=("n_events",), action_events=tuple(actions))
+
+    def predict(self, frame):
+        unknown = ~frame["last_action"].isin(self.spec.action_events) & frame["last_action"].notna()
+        return 0.1 + 0.3 * unknown.to_numpy() + 0.001 * frame["n_events"].to_numpy(dtype=float)
+
+    raw_scores = predict
+
+    def unwrap_python_model(self):
+        return SimpleNamespace(model=self)
+
+
+def test_actions_the_champion_was_not_trained_on_are_not_proposed_and_the_log_says_so(
+    world, monkeypatch, caplog
+):
+    # The catalogue derived from the world holds all five actions; the champion knows four.
+    known = [a for a in ACTIONS if a != "view_report"]
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (_ChampionWithout(known), "3"))
+    marts = Marts(world.features, world.labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with caplog.at_level("WARNING", logger="ml.pipeline"):
+        out = pipeline.next_best_actions(marts, goal, MLSettings(min_support=0.0), "unused")
+    proposed = out["action"].dropna().tolist() + [
+        a["action"] for alts in out["alternatives"].dropna() for a in json.loads(alts)
+    ]
+    assert proposed and "view_report" not in proposed
+    assert (
+        "goal 'g': champion version 3 was not trained on the catalogue action(s) "
+        "['view_report']: they are not proposed until a model that knows them is champion"
+    ) in caplog.text
+
+
+def test_a_champion_that_knows_no_catalogue_action_is_an_error_naming_both(world, monkeypatch):
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    old = _ChampionWithout(["start", "finish"])
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (old, "2"))
+    marts = Marts(world.features, world.labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with pytest.raises(
+        CatalogueError,
+        match=r"^goal 'g': champion version 2 was trained on none of the 5 catalogue actions "
+        r"\[.*\] \(it knows \['finish', 'start'\]\): train a model on the current marts$",
+    ):
+        pipeline.next_best_actions(marts, goal, MLSettings(), "unused")
