@@ -64,7 +64,9 @@ def converter_points(
     if catalogue.conversion_event is not None:
         stop_at |= j["event_name"] == catalogue.conversion_event
     stop_step = j.loc[stop_at].groupby("user_id")["step_number"].min()
-    before = j.loc[j["step_number"] < j["user_id"].map(stop_step).fillna(np.inf)]
+    # As floats: with no converter the mapped column is empty text, and "<" would fail.
+    stop = j["user_id"].map(stop_step).astype("float64").fillna(np.inf)
+    before = j.loc[j["step_number"] < stop]
     before = before.drop(columns="first_payment_at")
     states = event_states(before, count_events)
     firsts = first_steps(before, catalogue.events)

@@ -380,9 +380,21 @@ def score_users(
     )[USER_SCORES_COLUMNS]
 
 
-def production_support(marts: Marts, catalogue: Catalogue, settings: MLSettings) -> Support:
-    """Support from every converter whose history is complete."""
+def production_support(
+    marts: Marts, catalogue: Catalogue, settings: MLSettings, goal: Goal | None = None
+) -> Support:
+    """Support from every converter whose history is complete.
+
+    With none, the support is empty (no action is proposed) and a warning says why.
+    """
     complete = marts.labels.loc[marts.labels["history_complete"].fillna(False).astype(bool)]
+    if complete["first_payment_at"].isna().all():
+        log.warning(
+            "%snone of the %d converters has a complete history (events recorded since "
+            "sign-up): no action has support, and no open user gets a recommendation",
+            "" if goal is None else f"goal {goal.name!r}: ",
+            int(marts.labels["first_payment_at"].notna().sum()),
+        )
     excluded = [catalogue.conversion_event] if catalogue.conversion_event else []
     points: ConverterPoints = converter_points(
         marts.journeys,
@@ -460,7 +472,7 @@ def next_best_actions(
     for column in states.columns:
         if column.startswith(ACTION_PREFIX) or column in ("n_events", "step_number"):
             states.loc[empty, column] = 0
-    support = production_support(marts, catalogue, settings)
+    support = production_support(marts, catalogue, settings, goal)
     recs = recommend(
         states,
         model,

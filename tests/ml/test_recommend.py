@@ -237,3 +237,26 @@ def test_a_champion_that_knows_no_catalogue_action_is_an_error_naming_both(world
         r"\[.*\] \(it knows \['finish', 'start'\]\): train a model on the current marts$",
     ):
         pipeline.next_best_actions(marts, goal, MLSettings(), "unused")
+
+
+def test_without_a_converter_of_complete_history_no_action_is_proposed_and_the_log_says_why(
+    world, monkeypatch, caplog
+):
+    # No coverage record says any journey is complete: support has no converter to learn from.
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (_ChampionWithout(ACTIONS), "1"))
+    labels = world.labels.assign(history_complete=False)
+    marts = Marts(world.features, labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with caplog.at_level("WARNING", logger="ml.pipeline"):
+        out = pipeline.next_best_actions(marts, goal, MLSettings(), "unused")
+    open_rows = out.loc[~out["status"].isin(["converted", "window_closed"])]
+    assert len(open_rows) > 0
+    assert open_rows["status"].isin(["no_supported_candidate", "all_actions_done"]).all()
+    assert open_rows["reason"].notna().all()
+    converters = int(world.labels["first_payment_at"].notna().sum())
+    assert (
+        f"goal 'g': none of the {converters} converters has a complete history (events "
+        "recorded since sign-up): no action has support, and no open user gets a "
+        "recommendation"
+    ) in caplog.text
