@@ -64,7 +64,9 @@ def converter_points(
     if catalogue.conversion_event is not None:
         stop_at |= j["event_name"] == catalogue.conversion_event
     stop_step = j.loc[stop_at].groupby("user_id")["step_number"].min()
-    before = j.loc[j["step_number"] < j["user_id"].map(stop_step).fillna(np.inf)]
+    # As floats: with no converter the mapped column is empty text, and "<" would fail.
+    stop = j["user_id"].map(stop_step).astype("float64").fillna(np.inf)
+    before = j.loc[j["step_number"] < stop]
     before = before.drop(columns="first_payment_at")
     states = event_states(before, count_events)
     firsts = first_steps(before, catalogue.events)
@@ -112,6 +114,7 @@ def hit_rates(
     support: Support,
     min_support: float,
     support_focus: float = 0.0,
+    goal: str | None = None,
 ) -> dict[str, float]:
     """HitRate@1 and @3 of the recommender and both baselines over every cut of test journeys.
 
@@ -119,15 +122,26 @@ def hit_rates(
     cut; each converter weighs the same however many cuts their journey has. This is the
     expected HitRate of cutting each journey at one random point, without the luck of the draw.
 
+    With no cut to evaluate, a warning (naming `goal` when given) says why.
+
     Returns:
         Metrics named `hitrate_at_{1,3}_{recommender,popular_at_step,markov}`, plus
-        `hitrate_cuts` (points evaluated) and `hitrate_converters` (journeys they come from).
+        `hitrate_cuts` (points evaluated) and `hitrate_converters` (journeys they come from);
+        with no cut, only those two, at 0.
     """
     actions = catalogue.events
     has_next = test_points.next_action.notna()
     cuts = test_points.states.loc[has_next].copy()
     cuts["target"] = test_points.next_action.loc[has_next]
     if cuts.empty:
+        # A catalogue of one action, or converters who pay after one step, leave none.
+        log.warning(
+            "%sHitRate not measured: no point of the journeys of the %d held-out converters "
+            "is followed by a catalogue action they had not done (%d actions)",
+            "" if goal is None else f"goal {goal!r}: ",
+            test_points.states["user_id"].nunique(),
+            len(actions),
+        )
         return {"hitrate_cuts": 0.0, "hitrate_converters": 0.0}
     cuts = cuts.sort_values(["user_id", "step_number"], kind="stable").reset_index(drop=True)
     weight = 1.0 / cuts.groupby("user_id")["user_id"].transform("size").to_numpy(dtype=float)

@@ -22,7 +22,14 @@ from ml.goals import Goal, GoalError, segment_mask
 from ml.recommend import Support, recommend
 from ml.registry import RegistryOutcome, connect, load_champion, log_and_register, model_input
 from ml.settings import MLSettings
-from ml.train import TrainingError, TrainingResult, label_snapshots, time_split, train_goal
+from ml.train import (
+    TrainingError,
+    TrainingResult,
+    label_snapshots,
+    require_both_classes,
+    time_split,
+    train_goal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +230,8 @@ def training_set(marts: Marts, goal: Goal, settings: MLSettings) -> pd.DataFrame
     rows["split"] = time_split(
         rows, settings.valid_fraction, settings.test_fraction, goal=goal.name
     )
+    # Refused here, with the reason, rather than stored for the model step to fail on.
+    require_both_classes(rows, goal.name, settings.valid_fraction, settings.test_fraction)
     rows = rows.loc[rows["split"].notna()]
     rows["goal"] = goal.name
     return rows[TRAINING_SET_COLUMNS].reset_index(drop=True)
@@ -304,6 +313,7 @@ def train_and_register(
         support,
         settings.min_support,
         settings.support_focus,
+        goal=goal.name,
     )
     seconds["evaluate"] = time.perf_counter() - started
 
@@ -370,9 +380,21 @@ def score_users(
     )[USER_SCORES_COLUMNS]
 
 
-def production_support(marts: Marts, catalogue: Catalogue, settings: MLSettings) -> Support:
-    """Support from every converter whose history is complete."""
+def production_support(
+    marts: Marts, catalogue: Catalogue, settings: MLSettings, goal: Goal | None = None
+) -> Support:
+    """Support from every converter whose history is complete.
+
+    With none, the support is empty (no action is proposed) and a warning says why.
+    """
     complete = marts.labels.loc[marts.labels["history_complete"].fillna(False).astype(bool)]
+    if complete["first_payment_at"].isna().all():
+        log.warning(
+            "%snone of the %d converters has a complete history (events recorded since "
+            "sign-up): no action has support, and no open user gets a recommendation",
+            "" if goal is None else f"goal {goal.name!r}: ",
+            int(marts.labels["first_payment_at"].notna().sum()),
+        )
     excluded = [catalogue.conversion_event] if catalogue.conversion_event else []
     points: ConverterPoints = converter_points(
         marts.journeys,
@@ -381,6 +403,36 @@ def production_support(marts: Marts, catalogue: Catalogue, settings: MLSettings)
         count_events_of(marts.features, marts.event_names, excluded),
     )
     return support_from_points(points, catalogue, settings.min_similar)
+
+
+def known_to(model: object, catalogue: Catalogue, goal: Goal, version: str) -> Catalogue:
+    """The catalogue without the actions the champion was not trained on, with a warning.
+
+    An event that joined the catalogue after the champion was trained is "other" to it: the
+    lift it gives for doing the action would rest on nothing the model learnt about it.
+
+    Raises:
+        CatalogueError: The champion knows none of the catalogue's actions.
+    """
+    known = set(model.spec.action_events)
+    unknown = [event for event in catalogue.events if event not in known]
+    if not unknown:
+        return catalogue
+    if len(unknown) == len(catalogue.events):
+        raise CatalogueError(
+            f"goal {goal.name!r}: champion version {version} was trained on none of the "
+            f"{len(unknown)} catalogue actions {unknown[:10]} (it knows "
+            f"{sorted(known)[:10]}): train a model on the current marts"
+        )
+    log.warning(
+        "goal %r: champion version %s was not trained on the catalogue action(s) %s: they are "
+        "not proposed until a model that knows them is champion",
+        goal.name,
+        version,
+        unknown,
+    )
+    actions = tuple(action for action in catalogue.actions if action.event in known)
+    return Catalogue(actions, catalogue.conversion_event, catalogue.source)
 
 
 def next_best_actions(
@@ -402,7 +454,7 @@ def next_best_actions(
     as_of = as_of if as_of is not None else marts.data_end
     champion, version = load_champion(goal.model_name)
     model = champion.unwrap_python_model().model
-    catalogue = catalogue_for(marts, settings, goal)
+    catalogue = known_to(model, catalogue_for(marts, settings, goal), goal, version)
     users = marts.users[["user_id", "contact_id", "external_id"]].merge(
         marts.labels[["user_id", "signed_up_at", "first_payment_at"]], on="user_id", how="left"
     )
@@ -420,7 +472,7 @@ def next_best_actions(
     for column in states.columns:
         if column.startswith(ACTION_PREFIX) or column in ("n_events", "step_number"):
             states.loc[empty, column] = 0
-    support = production_support(marts, catalogue, settings)
+    support = production_support(marts, catalogue, settings, goal)
     recs = recommend(
         states,
         model,

@@ -93,7 +93,8 @@ def next_new_action(
     ).sort_values("_row")
     action = merged["next_action"].astype("object")
     if stop_step is not None:
-        stop = merged["user_id"].map(stop_step)
+        # As floats: mapped onto no row, the column would be empty text that "<" refuses.
+        stop = merged["user_id"].map(stop_step).astype("float64")
         action = action.where(stop.isna() | (merged["next_step"] < stop))
     values = [None if pd.isna(a) else a for a in action.to_numpy()]
     return pd.Series(values, index=states.index, name="next_action", dtype="object")

@@ -136,6 +136,65 @@ def time_split(
     return split
 
 
+def require_both_classes(
+    rows: pd.DataFrame,
+    goal: str,
+    valid_fraction: float,
+    test_fraction: float,
+    explain: bool = True,
+) -> None:
+    """Refuse a split (of `time_split`'s) that is empty or holds a single class.
+
+    Args:
+        rows: Rows with `split` (NA where the embargo dropped them), `y`, `user_id`,
+            `signed_up_at` and `snapshot_at`.
+        goal: Named in the error.
+        valid_fraction: As given to `time_split`.
+        test_fraction: As given to `time_split`.
+        explain: Say how many of the split's rows the embargo dropped (the split must then
+            come from `time_split` with these fractions).
+
+    Raises:
+        TrainingError: A split has no positive or no negative row, with its counts.
+    """
+    for name in SPLITS:
+        part = rows.loc[rows["split"] == name]
+        positives = int(part["y"].sum())
+        if 0 < positives < len(part):
+            continue
+        note = _embargo_note(rows, name, valid_fraction, test_fraction) if explain else ""
+        raise TrainingError(
+            f"goal {goal!r}: the {name} split has {len(part)} rows and {positives} "
+            f"positives; both classes are needed{note}"
+        )
+
+
+def _embargo_note(
+    rows: pd.DataFrame, name: str, valid_fraction: float, test_fraction: float
+) -> str:
+    """Why a split lost rows, for its error; "" when the embargo dropped none of them.
+
+    Says how many rows the embargo dropped and how many of the split's users signed up at
+    the next split's first sign-up (contacts imported at one time all do).
+    """
+    if name == "test" or not rows["split"].isna().any():
+        return ""
+    whole = time_split(rows, valid_fraction, test_fraction, embargo=False)
+    mine = whole == name
+    lost = int((mine & rows["split"].isna()).sum())
+    if lost == 0:
+        return ""
+    following = SPLITS[SPLITS.index(name) + 1]
+    start = rows.loc[whole == following, "signed_up_at"].min()
+    users = rows.loc[mine, ["user_id", "signed_up_at"]].drop_duplicates("user_id")
+    tied = int((users["signed_up_at"] >= start).sum())
+    return (
+        f": {lost:,} of its {int(mine.sum()):,} rows were dropped as their snapshots are at or "
+        f"after the {following} split's first sign-up ({start})"
+        + (f", when {tied:,} of its {len(users):,} users signed up too" if tied else "")
+    )
+
+
 def day_bucket(frame: pd.DataFrame) -> pd.Series:
     """Days since sign-up as labelled buckets."""
     days = frame["days_since_signup"].astype("float64")
@@ -201,18 +260,14 @@ def train_goal(
     # sketch, and the logistic regression's solver, follow row order.
     order = [c for c in ("user_id", "snapshot_at", "snapshot_id") if c in frame.columns]
     rows = frame.loc[frame["trainable"]].sort_values(order, kind="stable").copy()
-    if "split" not in rows.columns:
+    computed = "split" not in rows.columns
+    if computed:
         rows["split"] = time_split(rows, valid_fraction, test_fraction, goal=goal.name)
+    # A split given from outside keeps its own reasons for the rows it leaves out.
+    require_both_classes(rows, goal.name, valid_fraction, test_fraction, explain=computed)
     dropped = int(rows["split"].isna().sum())
     rows = rows.loc[rows["split"].notna()]
     splits = {name: rows.loc[rows["split"] == name] for name in SPLITS}
-    for name, part in splits.items():
-        positives = int(part["y"].sum())
-        if positives == 0 or positives == len(part):
-            raise TrainingError(
-                f"goal {goal.name!r}: the {name} split has {len(part)} rows and {positives} "
-                "positives; both classes are needed"
-            )
     log.info(
         "goal %s: %s rows (train/valid/test), %d rows dropped at split boundaries",
         goal.name,

@@ -74,6 +74,18 @@ def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata)
 
 
+def hitrate_metadata(goal: str, evaluation: dict[str, float]) -> dict[str, Any]:
+    """The offline evaluation's cuts and HitRate@1s as metadata.
+
+    A HitRate not measured (no cut to evaluate; a warning says why) is left out, not NaN.
+    """
+    metadata: dict[str, Any] = {f"{goal}/hitrate_cuts": int(evaluation.get("hitrate_cuts", 0))}
+    for name in ("hitrate_at_1_recommender", "hitrate_at_1_popular_at_step", "hitrate_at_1_markov"):
+        if name in evaluation:
+            metadata[f"{goal}/{name}"] = round(evaluation[name], 4)
+    return metadata
+
+
 @dg.asset(
     owners=["team:ml"],
     key=CONVERSION_MODEL,
@@ -121,14 +133,7 @@ def conversion_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             f"{goal.name}/logreg_test_roc_auc": round(m["logreg_test_roc_auc"], 4),
             f"{goal.name}/base_rate_test_roc_auc": round(m["base_rate_test_roc_auc"], 4),
             f"{goal.name}/test_ece": round(m["model_test_ece"], 4),
-            **{
-                f"{goal.name}/{name}": round(run.evaluation.get(name, float("nan")), 4)
-                for name in (
-                    "hitrate_at_1_recommender",
-                    "hitrate_at_1_popular_at_step",
-                    "hitrate_at_1_markov",
-                )
-            },
+            **hitrate_metadata(goal.name, run.evaluation),
             f"{goal.name}/catalogue": run.catalogue.events,
         }
         context.log.info(

@@ -386,3 +386,18 @@ def test_an_override_action_whose_name_cannot_reach_intercom_is_refused(tmp_path
     path = _override(tmp_path, f"actions:\n  - {{event: {'aB' * 120}}}\n")
     catalogue = build_catalogue(journeys, labels, min_share=0.5, override=path)
     assert catalogue.actions[0].label == "A b" + "a b" * 83 + "a\u2026"
+
+
+def test_a_training_set_whose_train_split_the_embargo_empties_is_refused_with_the_reason():
+    # Three users signed up at 09:00, one snapshot each at 10:00; 20%/20% of 3 gives 1/1/1.
+    # The valid user's sign-up (09:00) is before the train user's snapshot: its row is dropped.
+    marts = _censored_marts(None)
+    marts.labels["data_end_at"] = pd.Timestamp("2024-02-01")
+    [goal] = parse_goals({"goals": [{"name": "week"}]})
+    with pytest.raises(
+        TrainingError,
+        match=r"goal 'week': the train split has 0 rows and 0 positives; both classes are "
+        r"needed: 1 of its 1 rows were dropped as their snapshots are at or after the valid "
+        r"split's first sign-up \(2024-01-01 09:00:00\), when 1 of its 1 users signed up too",
+    ):
+        training_set(marts, goal, MLSettings())

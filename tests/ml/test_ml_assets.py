@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from ml.features import action_column
 from orchestration.models import defs
+from orchestration.models.assets import hitrate_metadata
 
 
 @pytest.mark.slow
@@ -81,3 +82,20 @@ def test_the_model_assets_train_register_score_and_recommend(
         for action in proposed:
             assert latest.at[user, action_column(action)] == 0, (user, action)
         assert "similar users who converted did this next" in row["reason"]
+
+
+def test_hitrates_not_measured_are_left_out_of_the_metadata_not_shown_as_nan():
+    # No cut to evaluate: only the count of cuts, 0, is shown.
+    assert hitrate_metadata("g", {"hitrate_cuts": 0.0, "hitrate_converters": 0.0}) == {
+        "g/hitrate_cuts": 0
+    }
+    measured = {
+        "hitrate_cuts": 12.0,
+        "hitrate_at_1_recommender": 0.51234,
+        "hitrate_at_1_markov": 0.4,
+    }
+    assert hitrate_metadata("g", measured) == {
+        "g/hitrate_cuts": 12,
+        "g/hitrate_at_1_recommender": 0.5123,
+        "g/hitrate_at_1_markov": 0.4,
+    }

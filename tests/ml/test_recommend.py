@@ -1,10 +1,19 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
+from ml_world import ACTIONS
 
-from ml.catalogue import Action, Catalogue
+from ml import pipeline
+from ml.catalogue import Action, Catalogue, CatalogueError
+from ml.evaluate import ConverterPoints, hit_rates
+from ml.features import FeatureSpec
+from ml.goals import Goal
+from ml.pipeline import Marts
 from ml.recommend import build_support, recommend
+from ml.settings import MLSettings
 
 CATALOGUE = Catalogue(
     actions=(Action("a", "Do A"), Action("b", "Do B"), Action("c", "Do C")),
@@ -163,3 +172,91 @@ def test_a_converter_with_many_points_at_a_key_counts_once():
     fewer = build_support(converters, nxt, CATALOGUE.events, min_similar=4)
     _, n, level = fewer.lookup(_states([("u", 1, 0, 0, "a")]))
     assert n[0] == 3 and level[0] == "all converters"
+
+
+def test_without_a_cut_to_evaluate_hitrate_is_not_measured_and_the_log_says_why(caplog):
+    # Two held-out converters, each seen once after doing a, b and c (every action): no point
+    # of their journeys is followed by a catalogue action they had not done yet.
+    done = _states([("k1", 1, 1, 1, "c"), ("k2", 2, 1, 1, "a")])
+    points = ConverterPoints(done, pd.Series([None, None], dtype="object"), pd.DataFrame())
+    with caplog.at_level("WARNING", logger="ml.evaluate"):
+        metrics = hit_rates(points, points, _predict, CATALOGUE, _support(), 0.1, goal="g")
+    assert metrics == {"hitrate_cuts": 0.0, "hitrate_converters": 0.0}
+    assert (
+        "goal 'g': HitRate not measured: no point of the journeys of the 2 held-out converters "
+        "is followed by a catalogue action they had not done (3 actions)" in caplog.text
+    )
+
+
+class _ChampionWithout:
+    """A champion trained before view_report existed: it scores an unknown last action high."""
+
+    def __init__(self, actions):
+        self.spec = FeatureSpec(numeric=("n_events",), action_events=tuple(actions))
+
+    def predict(self, frame):
+        unknown = ~frame["last_action"].isin(self.spec.action_events) & frame["last_action"].notna()
+        return 0.1 + 0.3 * unknown.to_numpy() + 0.001 * frame["n_events"].to_numpy(dtype=float)
+
+    raw_scores = predict
+
+    def unwrap_python_model(self):
+        return SimpleNamespace(model=self)
+
+
+def test_actions_the_champion_was_not_trained_on_are_not_proposed_and_the_log_says_so(
+    world, monkeypatch, caplog
+):
+    # The catalogue derived from the world holds all five actions; the champion knows four.
+    known = [a for a in ACTIONS if a != "view_report"]
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (_ChampionWithout(known), "3"))
+    marts = Marts(world.features, world.labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with caplog.at_level("WARNING", logger="ml.pipeline"):
+        out = pipeline.next_best_actions(marts, goal, MLSettings(min_support=0.0), "unused")
+    proposed = out["action"].dropna().tolist() + [
+        a["action"] for alts in out["alternatives"].dropna() for a in json.loads(alts)
+    ]
+    assert proposed and "view_report" not in proposed
+    assert (
+        "goal 'g': champion version 3 was not trained on the catalogue action(s) "
+        "['view_report']: they are not proposed until a model that knows them is champion"
+    ) in caplog.text
+
+
+def test_a_champion_that_knows_no_catalogue_action_is_an_error_naming_both(world, monkeypatch):
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    old = _ChampionWithout(["start", "finish"])
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (old, "2"))
+    marts = Marts(world.features, world.labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with pytest.raises(
+        CatalogueError,
+        match=r"^goal 'g': champion version 2 was trained on none of the 5 catalogue actions "
+        r"\[.*\] \(it knows \['finish', 'start'\]\): train a model on the current marts$",
+    ):
+        pipeline.next_best_actions(marts, goal, MLSettings(), "unused")
+
+
+def test_without_a_converter_of_complete_history_no_action_is_proposed_and_the_log_says_why(
+    world, monkeypatch, caplog
+):
+    # No coverage record says any journey is complete: support has no converter to learn from.
+    monkeypatch.setattr(pipeline, "connect", lambda uri: None)
+    monkeypatch.setattr(pipeline, "load_champion", lambda name: (_ChampionWithout(ACTIONS), "1"))
+    labels = world.labels.assign(history_complete=False)
+    marts = Marts(world.features, labels, world.journeys, world.users)
+    goal = Goal(name="g", window_days=7, primary=True)
+    with caplog.at_level("WARNING", logger="ml.pipeline"):
+        out = pipeline.next_best_actions(marts, goal, MLSettings(), "unused")
+    open_rows = out.loc[~out["status"].isin(["converted", "window_closed"])]
+    assert len(open_rows) > 0
+    assert open_rows["status"].isin(["no_supported_candidate", "all_actions_done"]).all()
+    assert open_rows["reason"].notna().all()
+    converters = int(world.labels["first_payment_at"].notna().sum())
+    assert (
+        f"goal 'g': none of the {converters} converters has a complete history (events "
+        "recorded since sign-up): no action has support, and no open user gets a "
+        "recommendation"
+    ) in caplog.text

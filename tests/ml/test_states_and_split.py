@@ -1,9 +1,10 @@
 import pandas as pd
+import pytest
 
-from ml.features import spec_for, with_action_done
+from ml.features import FeatureSpec, spec_for, with_action_done
 from ml.goals import Goal
 from ml.states import event_states, first_steps, next_new_action
-from ml.train import label_snapshots, time_split
+from ml.train import TrainingError, label_snapshots, time_split, train_goal
 
 
 def _journey():
@@ -98,3 +99,27 @@ def test_the_time_split_puts_every_user_in_one_split_and_later_users_later(world
     users = kept.drop_duplicates("user_id")["split"].value_counts(normalize=True)
     # the embargo drops rows, not users from other splits: shares stay near 60/20/20
     assert 0.5 < users["train"] < 0.65 and 0.15 < users["test"] < 0.3
+
+
+def test_a_split_emptied_by_sign_ups_at_one_time_says_the_embargo_dropped_its_rows():
+    # Ten contacts imported at once share one sign-up time; each has two snapshots after it,
+    # the even ones pay. 20%/20% of 10 users: train u0-u5, valid u6-u7, test u8-u9. The valid
+    # split's first sign-up is that same time, so all 12 training rows (6 users x 2) reach it.
+    t = pd.Timestamp("2024-01-01")
+    frame = pd.DataFrame(
+        [
+            (f"u{u}", f"s{u}-{k}", t, t + pd.Timedelta(hours=k), int(u % 2 == 0))
+            for u in range(10)
+            for k in (1, 2)
+        ],
+        columns=["user_id", "snapshot_id", "signed_up_at", "snapshot_at", "y"],
+    )
+    frame["trainable"] = True
+    spec = FeatureSpec(numeric=("n_events",), action_events=("a",))
+    with pytest.raises(
+        TrainingError,
+        match=r"^goal 'bulk': the train split has 0 rows and 0 positives; both classes are "
+        r"needed: 12 of its 12 rows were dropped as their snapshots are at or after the valid "
+        r"split's first sign-up \(2024-01-01 00:00:00\), when 6 of its 6 users signed up too$",
+    ):
+        train_goal(frame, spec, Goal(name="bulk"))
