@@ -21,6 +21,12 @@ def _client(handler) -> IntercomClient:
     )
 
 
+# A listing that never stops would hang the test instead of failing it: past this many pages
+# the stand-ins below answer a last page, so a listing that does not refuse the repeated
+# cursor ends without the error the test expects.
+MAX_PAGES = 10
+
+
 def _warehouse() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     ensure_raw_tables(con)
@@ -35,15 +41,17 @@ def test_a_contacts_cursor_that_comes_back_fails_instead_of_looping():
         # Page 1 points to "b", page "b" points to "c", page "c" points back to "b".
         after = {None: "b", "b": "c", "c": "b"}[calls[-1]]
         contact = {"id": f"c{len(calls)}", "updated_at": 1}
-        return httpx.Response(
-            200, json={"data": [contact], "pages": {"next": {"starting_after": after}}}
-        )
+        pages = {"next": {"starting_after": after}} if len(calls) < MAX_PAGES else {}
+        return httpx.Response(200, json={"data": [contact], "pages": pages})
 
     with pytest.raises(IntercomError) as caught:
         list(_client(handler).list_contacts())
     assert calls == [None, "b", "c"]
-    assert "'b'" in str(caught.value) and "loops" in str(caught.value)
-    assert "GET /contacts" in str(caught.value)
+    # Pages read: the first, "b" and "c", whose next is "b" again.
+    assert str(caught.value) == (
+        "Intercom GET /contacts failed with 200: pages.next repeats 'b', a cursor already "
+        "followed: the listing loops after 3 pages"
+    )
 
 
 def test_a_search_cursor_that_comes_back_fails_instead_of_looping():
@@ -51,7 +59,8 @@ def test_a_search_cursor_that_comes_back_fails_instead_of_looping():
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(json.loads(request.content)["pagination"].get("starting_after"))
-        return httpx.Response(200, json={"data": [], "pages": {"next": {"starting_after": "x"}}})
+        pages = {"next": {"starting_after": "x"}} if len(calls) < MAX_PAGES else {}
+        return httpx.Response(200, json={"data": [], "pages": pages})
 
     query = {"field": "role", "operator": "=", "value": "user"}
     with pytest.raises(IntercomError, match=r"'x'.*loops"):
@@ -65,7 +74,8 @@ def test_an_events_next_url_that_comes_back_fails_instead_of_looping():
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(str(request.url))
-        page = {"type": "event.list", "events": [], "pages": {"next": again}}
+        pages = {"next": again} if len(calls) < MAX_PAGES else {}
+        page = {"type": "event.list", "events": [], "pages": pages}
         return httpx.Response(200, json=page)
 
     client = AsyncIntercomClient(
@@ -87,12 +97,17 @@ def test_an_events_next_url_that_comes_back_fails_instead_of_looping():
 
 def test_a_contact_companies_next_url_that_comes_back_fails_instead_of_looping():
     again = "https://api.example.test/contacts/c1/companies?page=2"
+    calls = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"type": "list", "data": [], "pages": {"next": again}})
+        calls.append(str(request.url))
+        pages = {"next": again} if len(calls) < MAX_PAGES else {}
+        return httpx.Response(200, json={"type": "list", "data": [], "pages": pages})
 
     with pytest.raises(IntercomError, match="loops"):
         _client(handler).list_contact_companies("c1")
+    # The first page and the one `again` names; asked for again, it is refused.
+    assert calls == ["https://api.example.test/contacts/c1/companies?per_page=150", again]
 
 
 def _two_pages(first: dict):
