@@ -116,6 +116,23 @@ def _run_with(handler, writes):
     return asyncio.run(go())
 
 
+def _answering(put=None, get=None):
+    """A handler answering PUT and GET /contacts/{id} with the contact holding what `write()`
+    sends. `put(contact_id)` and `get(contact_id)` see each such request first and may answer
+    it (or raise) instead; returning None lets it through."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contact_id = request.url.path.rsplit("/", 1)[-1]
+        hook = put if request.method == "PUT" else get
+        answer = hook(contact_id) if hook is not None else None
+        if answer is not None:
+            return answer
+        attributes = {"nb_next_action": "invite_team"}
+        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+
+    return handler
+
+
 @pytest.mark.parametrize("header", ["X-RateLimit-Reset", "X-RateLimit-Remaining"])
 @pytest.mark.parametrize("value", ["inf", "-Infinity", "1e400", "nan"])
 def test_rate_limit_headers_that_are_not_finite_numbers_count_as_missing(header, value):
@@ -123,17 +140,13 @@ def test_rate_limit_headers_that_are_not_finite_numbers_count_as_missing(header,
     # that is no number is as good as missing, so the 429 is retried with back-off.
     answers = {"c1": [429, 200], "c2": [200]}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        if request.method == "GET":
-            attributes = {"nb_next_action": "invite_team"}
-            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+    def put(contact_id: str) -> httpx.Response:
         status = answers[contact_id].pop(0)
         headers = {"X-RateLimit-Limit": "1666", "X-RateLimit-Remaining": "100", header: value}
         body = {"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": ""}]}
         return httpx.Response(status, headers=headers, json=body if status == 429 else {})
 
-    outcome = _run_with(handler, [write("c1"), write("c2")])
+    outcome = _run_with(_answering(put=put), [write("c1"), write("c2")])
 
     assert statuses(outcome) == {"c1": (store.OK, 200, None), "c2": (store.OK, 200, None)}
 
@@ -228,19 +241,15 @@ def test_a_token_refused_on_write_stops_the_run_after_one_contact(status, code):
 def test_a_token_revoked_mid_run_stops_the_writes_not_yet_sent():
     puts: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        attributes = {"nb_next_action": "invite_team"}
-        if request.method == "GET":
-            return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+    def put(contact_id: str) -> httpx.Response | None:
         puts.append(contact_id)
-        if len(puts) >= 3:
-            body = {"type": "error.list", "errors": [{"code": "unauthorized", "message": "no"}]}
-            return httpx.Response(401, json=body)
-        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+        if len(puts) < 3:
+            return None
+        body = {"type": "error.list", "errors": [{"code": "unauthorized", "message": "no"}]}
+        return httpx.Response(401, json=body)
 
     with pytest.raises(WriteBackError, match="refused the access token with 401") as caught:
-        _run_with(handler, [write(f"c{i}") for i in range(1, 21)])
+        _run_with(_answering(put=put), [write(f"c{i}") for i in range(1, 21)])
     # Two at a time: at most the write in flight beside the refused one goes out after it.
     assert len(puts) <= 4
     rows = {(r.contact_id, r.status) for r in caught.value.outcome.rows}
@@ -251,14 +260,12 @@ def test_a_token_revoked_mid_run_stops_the_writes_not_yet_sent():
 def test_an_answer_whose_body_cannot_be_decoded_fails_only_its_contact():
     # A 200 announcing gzip with a body that is not gzip: httpx cannot decode it. That
     # contact's write is unconfirmed; the writes before and after it must still be recorded.
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        if contact_id == "c3" and request.method == "PUT":
-            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"plain")
-        attributes = {"nb_next_action": "invite_team"}
-        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+    def put(contact_id: str) -> httpx.Response | None:
+        if contact_id != "c3":
+            return None
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"plain")
 
-    outcome = _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+    outcome = _run_with(_answering(put=put), [write(f"c{i}") for i in range(1, 6)])
 
     found = statuses(outcome)
     assert {c: s[0] for c, s in found.items()} == {
@@ -318,17 +325,13 @@ def test_an_unexpected_exception_on_one_contact_fails_it_and_the_run_after_the_o
     # run fails at the end with the exception as its cause.
     puts: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        attributes = {"nb_next_action": "invite_team"}
-        if request.method == "PUT":
-            puts.append(contact_id)
-            if contact_id == "c3":
-                raise RuntimeError("boom")
-        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+    def put(contact_id: str) -> None:
+        puts.append(contact_id)
+        if contact_id == "c3":
+            raise RuntimeError("boom")
 
     with pytest.raises(WriteBackError, match="c3 failed with RuntimeError: boom") as caught:
-        _run_with(handler, [write(f"c{i}") for i in range(1, 6)])
+        _run_with(_answering(put=put), [write(f"c{i}") for i in range(1, 6)])
 
     assert sorted(puts) == ["c1", "c2", "c3", "c4", "c5"]
     assert isinstance(caught.value.__cause__, RuntimeError)
@@ -342,16 +345,12 @@ def test_an_unexpected_exception_on_one_contact_fails_it_and_the_run_after_the_o
 
 
 def test_an_unexpected_exception_in_the_read_back_keeps_the_accepted_write():
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        if request.method == "GET":
-            raise ValueError("no read-back today")
-        attributes = {"nb_next_action": "invite_team"}
-        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
+    def get(contact_id: str) -> None:
+        raise ValueError("no read-back today")
 
     expected = "contact c1 was written but could not be read back: ValueError: no read-back today"
     with pytest.raises(WriteBackError, match=expected) as caught:
-        _run_with(handler, [write("c1"), write("c2")])
+        _run_with(_answering(get=get), [write("c1"), write("c2")])
 
     assert isinstance(caught.value.__cause__, ValueError)
     assert statuses(caught.value.outcome) == {"c1": (store.OK, 200, None)}
@@ -372,13 +371,7 @@ def test_an_unexpected_exception_in_the_read_back_keeps_the_accepted_write():
     ],
 )
 def test_an_error_s_reason_reads_cleanly_with_or_without_intercom_s_code(answer, reason):
-    def handler(request: httpx.Request) -> httpx.Response:
-        contact_id = request.url.path.rsplit("/", 1)[-1]
-        if contact_id == "c2" and request.method == "PUT":
-            return answer
-        attributes = {"nb_next_action": "invite_team"}
-        return httpx.Response(200, json={"id": contact_id, "custom_attributes": attributes})
-
+    handler = _answering(put=lambda contact_id: answer if contact_id == "c2" else None)
     outcome = _run_with(handler, [write("c1"), write("c2")])
 
     assert statuses(outcome)["c2"] == (store.ERROR, *reason)
