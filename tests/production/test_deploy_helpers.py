@@ -17,6 +17,25 @@ from deploy.settings import DeploySettings
 from tests.production.conftest import query
 
 
+def _server_arguments(store: str, folder: str) -> list[str]:
+    """`mlflow server`'s arguments for port 5123 and 3 workers, after the program."""
+    return [
+        "server",
+        "--backend-store-uri",
+        store,
+        "--artifacts-destination",
+        folder,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5123",
+        "--workers",
+        "3",
+        "--uvicorn-opts",
+        "--timeout-worker-healthcheck 120",
+    ]
+
+
 def test_the_mlflow_command_names_the_postgres_store_the_folder_and_the_port(tmp_path):
     settings = DeploySettings(
         NEXTBEST_MLFLOW_BACKEND_STORE_URI="postgresql+psycopg2://ml:pw@db:5433/tracking",
@@ -26,19 +45,7 @@ def test_the_mlflow_command_names_the_postgres_store_the_folder_and_the_port(tmp
     )
     assert server_command(settings, executable="mlflow") == [
         "mlflow",
-        "server",
-        "--backend-store-uri",
-        "postgresql+psycopg2://ml:pw@db:5433/tracking",
-        "--artifacts-destination",
-        str(tmp_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "5123",
-        "--workers",
-        "3",
-        "--uvicorn-opts",
-        "--timeout-worker-healthcheck 120",
+        *_server_arguments("postgresql+psycopg2://ml:pw@db:5433/tracking", str(tmp_path)),
     ]
     assert settings.mlflow_server_uri == "http://127.0.0.1:5123"
 
@@ -54,21 +61,10 @@ def test_the_dry_run_prints_a_command_a_shell_can_run_as_given(tmp_path, monkeyp
     result = CliRunner().invoke(app, ["mlflow-server", "--dry-run"])
     assert result.exit_code == 0, result.output
     words = shlex.split(result.output)
-    assert words[1:] == [
-        "server",
-        "--backend-store-uri",
-        "postgresql+psycopg2://ml:***@db:5433/tracking",
-        "--artifacts-destination",
-        str(folder),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "5123",
-        "--workers",
-        "3",
-        "--uvicorn-opts",
-        "--timeout-worker-healthcheck 120",
-    ]
+    assert words[0].endswith("/mlflow"), words
+    assert words[1:] == _server_arguments(
+        "postgresql+psycopg2://ml:***@db:5433/tracking", str(folder)
+    )
 
 
 def test_a_postgres_uri_gives_connection_arguments_and_prints_without_its_password():
