@@ -301,19 +301,24 @@ def test_without_as_of_an_all_censored_goal_says_so_without_naming_as_of():
     assert "as_of" not in str(caught.value)
 
 
+def _week_is_refused(match: str) -> None:
+    """The training set of goal 'week' over _censored_marts(), its data ending 2024-02-01 (every
+    7-day window closed), is refused with a TrainingError matching `match`."""
+    marts = _censored_marts(None)
+    marts.labels["data_end_at"] = pd.Timestamp("2024-02-01")
+    [goal] = parse_goals({"goals": [{"name": "week"}]})
+    with pytest.raises(TrainingError, match=match):
+        training_set(marts, goal, MLSettings())
+
+
 def test_users_too_few_to_split_name_the_goal_and_the_counts(monkeypatch):
     # 3 users at 10% and 10%: round(0.3) = 0 validate and 0 test, 3 train.
     monkeypatch.setenv("NEXTBEST_VALID_FRACTION", "0.1")
     monkeypatch.setenv("NEXTBEST_TEST_FRACTION", "0.1")
-    marts = _censored_marts(None)
-    marts.labels["data_end_at"] = pd.Timestamp("2024-02-01")
-    [goal] = parse_goals({"goals": [{"name": "week"}]})
-    with pytest.raises(
-        TrainingError,
-        match=r"goal 'week': 3 users cannot be split into train, valid and test: valid 10% and "
-        r"test 10% of them give train/valid/test 3/0/0",
-    ):
-        training_set(marts, goal, MLSettings())
+    _week_is_refused(
+        r"goal 'week': 3 users cannot be split into train, valid and test: valid 10% and "
+        r"test 10% of them give train/valid/test 3/0/0"
+    )
 
 
 def _shop_with(events: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -391,13 +396,8 @@ def test_an_override_action_whose_name_cannot_reach_intercom_is_refused(tmp_path
 def test_a_training_set_whose_train_split_the_embargo_empties_is_refused_with_the_reason():
     # Three users signed up at 09:00, one snapshot each at 10:00; 20%/20% of 3 gives 1/1/1.
     # The valid user's sign-up (09:00) is before the train user's snapshot: its row is dropped.
-    marts = _censored_marts(None)
-    marts.labels["data_end_at"] = pd.Timestamp("2024-02-01")
-    [goal] = parse_goals({"goals": [{"name": "week"}]})
-    with pytest.raises(
-        TrainingError,
-        match=r"goal 'week': the train split has 0 rows and 0 positives; both classes are "
+    _week_is_refused(
+        r"goal 'week': the train split has 0 rows and 0 positives; both classes are "
         r"needed: 1 of its 1 rows were dropped as their snapshots are at or after the valid "
-        r"split's first sign-up \(2024-01-01 09:00:00\), when 1 of its 1 users signed up too",
-    ):
-        training_set(marts, goal, MLSettings())
+        r"split's first sign-up \(2024-01-01 09:00:00\), when 1 of its 1 users signed up too$"
+    )
